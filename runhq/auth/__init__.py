@@ -1,0 +1,1 @@
+"""Users, workspaces, roles, JWTs and API keys."""

@@ -1,0 +1,69 @@
+"""/api/v1/auth: password login (OAuth2 password flow), the caller, API keys."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, status
+from fastapi.security import OAuth2PasswordRequestForm
+from pydantic import BaseModel, Field
+
+from runhq.auth import service
+from runhq.auth.models import User
+from runhq.auth.schemas import ApiKeyCreated, ApiKeyOut, Me, Token
+from runhq.web.deps import ActorDep, RuntimeDep, SessionDep
+from runhq.web.errors import ERROR_RESPONSES
+
+router = APIRouter(prefix="/auth", tags=["auth"], responses=ERROR_RESPONSES)
+
+
+@router.post("/token", response_model=Token, summary="Log in: email + password → JWT")
+def login(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    runtime: RuntimeDep,
+    session: SessionDep,
+) -> Token:
+    actor = service.authenticate(session, email=form.username, password=form.password)
+    ttl = runtime.settings.jwt_ttl_minutes
+    token = service.issue_token(actor, secret=runtime.settings.get_secret_key(), ttl_minutes=ttl)
+    return Token(access_token=token, expires_in=ttl * 60)
+
+
+@router.get("/me", response_model=Me, summary="Who am I")
+def me(session: SessionDep, actor: ActorDep) -> Me:
+    user = session.get(User, actor.user_id)
+    workspace = service.get_workspace(session, actor.workspace_id)
+    assert user is not None  # noqa: S101 - the actor was just resolved from this user
+    return Me(
+        user_id=user.id,
+        email=user.email,
+        workspace_id=workspace.id,
+        workspace_name=workspace.name,
+        role=actor.role,
+    )
+
+
+class ApiKeyIn(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+
+
+@router.post(
+    "/api-keys",
+    response_model=ApiKeyCreated,
+    status_code=status.HTTP_201_CREATED,
+    summary="Create an API key (shown once)",
+)
+def create_api_key(body: ApiKeyIn, session: SessionDep, actor: ActorDep) -> ApiKeyCreated:
+    key, raw = service.create_api_key(session, actor, name=body.name)
+    return ApiKeyCreated.model_validate({**ApiKeyOut.model_validate(key).model_dump(), "key": raw})
+
+
+@router.get("/api-keys", response_model=list[ApiKeyOut], summary="Your API keys")
+def list_api_keys(session: SessionDep, actor: ActorDep) -> list[ApiKeyOut]:
+    return [ApiKeyOut.model_validate(k) for k in service.list_api_keys(session, actor)]
+
+
+@router.delete("/api-keys/{key_id}", response_model=ApiKeyOut, summary="Revoke an API key")
+def revoke_api_key(key_id: uuid.UUID, session: SessionDep, actor: ActorDep) -> ApiKeyOut:
+    return ApiKeyOut.model_validate(service.revoke_api_key(session, actor, key_id))

@@ -1,0 +1,55 @@
+"""Auth shapes: the caller (Actor), tokens and API keys."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+from runhq.auth.models import Role
+
+_ROLE_RANK = {Role.viewer: 0, Role.operator: 1, Role.admin: 2, Role.owner: 3}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is calling, in which workspace, with which role, and through what."""
+
+    user_id: uuid.UUID
+    workspace_id: uuid.UUID
+    role: Role
+    via: str = "api"
+
+    def has_at_least(self, role: Role) -> bool:
+        return _ROLE_RANK[self.role] >= _ROLE_RANK[role]
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
+    expires_in: int
+
+
+class ApiKeyOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str
+
+
+class Me(BaseModel):
+    user_id: uuid.UUID
+    email: str
+    workspace_id: uuid.UUID
+    workspace_name: str
+    role: Role

@@ -1,0 +1,242 @@
+"""The only writer of users, workspaces, memberships and API keys; verifies credentials."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import uuid
+from datetime import timedelta
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from runhq import clock
+from runhq.auth.models import ApiKey, Membership, Role, User, Workspace
+from runhq.auth.schemas import Actor
+from runhq.errors import AlreadyExists, InvalidInput, NotAuthenticated, NotFound, PermissionDenied
+
+_hasher = PasswordHasher()
+_JWT_ALGORITHM = "HS256"
+_JWT_ISSUER = "runhq"
+API_KEY_PREFIX = "rhq_"
+MIN_PASSWORD_LENGTH = 10
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# A hash to verify against when the email is unknown, so timing does not reveal accounts.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+def check_email(email: str) -> str:
+    email = email.strip().lower()
+    if not _EMAIL_RE.match(email) or len(email) > 320:
+        raise InvalidInput(f"{email!r} is not a valid email address", details={"field": "email"})
+    return email
+
+
+def check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(
+            f"password must be at least {MIN_PASSWORD_LENGTH} characters",
+            details={"field": "password"},
+        )
+
+
+def create_workspace(session: Session, *, name: str, slug: str | None = None) -> Workspace:
+    slug = slug or re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "workspace"
+    if session.scalar(select(Workspace.id).where(Workspace.slug == slug)):
+        raise AlreadyExists(f"a workspace with slug {slug!r} already exists")
+    workspace = Workspace(name=name, slug=slug, created_at=clock.now())
+    session.add(workspace)
+    session.flush()
+    return workspace
+
+
+def create_user(
+    session: Session,
+    *,
+    email: str,
+    password: str,
+    workspace_id: uuid.UUID,
+    role: Role,
+    display_name: str | None = None,
+) -> User:
+    """Create a user with a role in a workspace (the email must be new)."""
+    email = check_email(email)
+    check_password(password)
+    if session.scalar(select(User.id).where(User.email == email)):
+        raise AlreadyExists(f"a user with email {email!r} already exists")
+    user = User(
+        email=email,
+        password_hash=_hasher.hash(password),
+        display_name=display_name,
+        created_at=clock.now(),
+    )
+    session.add(user)
+    session.flush()
+    session.add(
+        Membership(workspace_id=workspace_id, user_id=user.id, role=role, created_at=clock.now())
+    )
+    session.flush()
+    return user
+
+
+def get_user_by_email(session: Session, email: str) -> User | None:
+    return session.scalar(select(User).where(User.email == email.strip().lower()))
+
+
+def get_membership(session: Session, user_id: uuid.UUID) -> Membership | None:
+    """The user's membership (one workspace per user in this version: the oldest)."""
+    return session.scalar(
+        select(Membership).where(Membership.user_id == user_id).order_by(Membership.created_at)
+    )
+
+
+def authenticate(session: Session, *, email: str, password: str) -> Actor:
+    """Check a password login; one error for 'no such user' and 'wrong password'."""
+    user = get_user_by_email(session, email)
+    try:
+        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        raise NotAuthenticated("incorrect email or password") from None
+    if user is None or not user.is_active:
+        raise NotAuthenticated("incorrect email or password")
+    membership = get_membership(session, user.id)
+    if membership is None:
+        raise PermissionDenied("this user belongs to no workspace")
+    return Actor(user_id=user.id, workspace_id=membership.workspace_id, role=Role(membership.role))
+
+
+def issue_token(actor: Actor, *, secret: str, ttl_minutes: int) -> str:
+    now = clock.now()
+    claims = {
+        "sub": str(actor.user_id),
+        "ws": str(actor.workspace_id),
+        "iss": _JWT_ISSUER,
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(minutes=ttl_minutes)).timestamp()),
+    }
+    return jwt.encode(claims, secret, algorithm=_JWT_ALGORITHM)
+
+
+def resolve_token(session: Session, token: str, *, secret: str) -> Actor:
+    """The caller behind a bearer value: an API key (``rhq_…``) or a JWT."""
+    if token.startswith(API_KEY_PREFIX):
+        return _resolve_api_key(session, token)
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[_JWT_ALGORITHM],
+            issuer=_JWT_ISSUER,
+            # PyJWT would compare exp with the wall clock; we compare with runhq's clock below.
+            options={"require": ["exp", "sub", "ws", "iat"], "verify_exp": False},
+        )
+    except jwt.PyJWTError:
+        raise NotAuthenticated("invalid token") from None
+    if int(claims["exp"]) <= int(clock.now().timestamp()):
+        raise NotAuthenticated("token expired: log in again")
+    try:
+        user_id, workspace_id = uuid.UUID(claims["sub"]), uuid.UUID(claims["ws"])
+    except (ValueError, TypeError):
+        raise NotAuthenticated("invalid token") from None
+    return _actor_for(session, user_id, workspace_id)
+
+
+def _actor_for(session: Session, user_id: uuid.UUID, workspace_id: uuid.UUID) -> Actor:
+    row = session.execute(
+        select(Membership.role, User.is_active)
+        .join(User, User.id == Membership.user_id)
+        .where(Membership.user_id == user_id, Membership.workspace_id == workspace_id)
+    ).first()
+    if row is None or not row.is_active:
+        raise NotAuthenticated("this account no longer has access")
+    return Actor(user_id=user_id, workspace_id=workspace_id, role=Role(row.role))
+
+
+def _hash_key(raw: str) -> str:
+    # API keys are 256-bit random: a fast hash is enough (no dictionary to attack).
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def create_api_key(session: Session, actor: Actor, *, name: str) -> tuple[ApiKey, str]:
+    """Create a key for the caller; the raw key is returned once and never stored."""
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise InvalidInput("name must be 1 to 100 characters", details={"field": "name"})
+    raw = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey(
+        workspace_id=actor.workspace_id,
+        user_id=actor.user_id,
+        name=name,
+        prefix=raw[:12],
+        key_hash=_hash_key(raw),
+        created_at=clock.now(),
+    )
+    session.add(key)
+    session.flush()
+    return key, raw
+
+
+def list_api_keys(session: Session, actor: Actor) -> list[ApiKey]:
+    return list(
+        session.scalars(
+            select(ApiKey)
+            .where(ApiKey.workspace_id == actor.workspace_id, ApiKey.user_id == actor.user_id)
+            .order_by(ApiKey.created_at.desc())
+        )
+    )
+
+
+def revoke_api_key(session: Session, actor: Actor, key_id: uuid.UUID) -> ApiKey:
+    key = session.get(ApiKey, key_id)
+    if key is None or key.workspace_id != actor.workspace_id or key.user_id != actor.user_id:
+        raise NotFound(f"no API key {key_id}")
+    if key.revoked_at is None:
+        key.revoked_at = clock.now()
+    return key
+
+
+def _resolve_api_key(session: Session, raw: str) -> Actor:
+    key = session.scalar(select(ApiKey).where(ApiKey.key_hash == _hash_key(raw)))
+    if key is None or key.revoked_at is not None:
+        raise NotAuthenticated("invalid or revoked API key")
+    key.last_used_at = clock.now()
+    actor = _actor_for(session, key.user_id, key.workspace_id)
+    return Actor(user_id=actor.user_id, workspace_id=actor.workspace_id, role=actor.role, via="api")
+
+
+def require_role(actor: Actor, role: Role, action: str) -> None:
+    """403 unless the caller has at least ``role``."""
+    if not actor.has_at_least(role):
+        raise PermissionDenied(f"{action} requires the {role.value} role (you are {actor.role})")
+
+
+def get_workspace(session: Session, workspace_id: uuid.UUID) -> Workspace:
+    workspace = session.get(Workspace, workspace_id)
+    if workspace is None:
+        raise NotFound(f"no workspace {workspace_id}")
+    return workspace
+
+
+def get_default_owner(session: Session, workspace_slug: str | None = None) -> Actor:
+    """The owner acting for local CLI commands (whoever can read the database is trusted)."""
+    stmt = (
+        select(Membership)
+        .join(Workspace, Workspace.id == Membership.workspace_id)
+        .where(Membership.role == Role.owner.value)
+        .order_by(Workspace.created_at, Membership.created_at)
+    )
+    if workspace_slug:
+        stmt = stmt.where(Workspace.slug == workspace_slug)
+    membership = session.scalar(stmt)
+    if membership is None:
+        raise NotFound("no workspace owner yet: run `runhq init` first")
+    return Actor(
+        user_id=membership.user_id,
+        workspace_id=membership.workspace_id,
+        role=Role.owner,
+        via="cli",
+    )

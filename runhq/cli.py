@@ -1,0 +1,754 @@
+"""The ``runhq`` command line. Thin: every verb calls a service; ``--json`` on listings.
+
+Local commands act on the database directly as the workspace owner (whoever can read the
+database is trusted with it), or as ``--user EMAIL`` to act with that user's role.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.spinner import Spinner
+from rich.table import Table
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import Session
+
+from runhq.auth import service as auth
+from runhq.auth.models import Role
+from runhq.auth.schemas import Actor
+from runhq.config import Settings, get_settings
+from runhq.errors import InvalidInput, NotFound, RunhqError
+from runhq.logs.schemas import LogLevel, LogOut
+from runhq.runs.models import TERMINAL_STATUSES, Run, RunStatus
+from runhq.runs.schemas import RunOut
+from runhq.runtime import Runtime, build_runtime
+
+app = typer.Typer(
+    help="runhq — AI operations HQ.", no_args_is_help=True, pretty_exceptions_enable=False
+)
+logs_app = typer.Typer(help="Structured logs: list (default) and purge.")
+costs_app = typer.Typer(help="AI costs of a month; budgets.")
+user_app = typer.Typer(help="Users of the workspace.", no_args_is_help=True)
+apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(logs_app, name="logs")
+app.add_typer(costs_app, name="costs")
+app.add_typer(user_app, name="user")
+app.add_typer(apikey_app, name="apikey")
+app.add_typer(db_app, name="db")
+
+out = Console()
+err = Console(stderr=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+UserOpt = Annotated[
+    str | None, typer.Option("--user", help="Act as this user (default: the owner).")
+]
+
+
+class _State:
+    runtime: Runtime | None = None
+
+
+def _runtime() -> Runtime:
+    if _State.runtime is None:
+        _State.runtime = build_runtime(get_settings())
+    return _State.runtime
+
+
+def _check_schema(runtime: Runtime) -> None:
+    if not sa_inspect(runtime.db).has_table("runs"):
+        raise RunhqError(
+            "the database is not initialised: run `runhq init` first", code="not_initialised"
+        )
+
+
+@contextmanager
+def _unit_of_work() -> Iterator[tuple[Runtime, Session]]:
+    runtime = _runtime()
+    _check_schema(runtime)
+    session = runtime.sessions()
+    try:
+        yield runtime, session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def _actor(session: Session, user: str | None) -> Actor:
+    if user is None:
+        return auth.get_default_owner(session)
+    found = auth.get_user_by_email(session, user)
+    if found is None:
+        raise NotFound(f"no user {user!r}")
+    membership = auth.get_membership(session, found.id)
+    if membership is None:
+        raise NotFound(f"user {user!r} belongs to no workspace")
+    return Actor(
+        user_id=found.id,
+        workspace_id=membership.workspace_id,
+        role=Role(membership.role),
+        via="cli",
+    )
+
+
+def _print_json(value: Any) -> None:
+    out.print_json(json.dumps(value, default=str, ensure_ascii=False))
+
+
+def _parse_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidInput(
+            f"{value!r} is not a run id (a UUID, as `runhq runs` shows)", details={"field": "id"}
+        ) from None
+
+
+def _run_json(run: Run) -> dict[str, Any]:
+    return RunOut.model_validate(run).model_dump(mode="json")
+
+
+_STATUS_STYLE = {
+    "completed": "green",
+    "failed": "red",
+    "running": "cyan",
+    "queued": "blue",
+    "pending_approval": "yellow",
+    "cancelled": "dim",
+    "rejected": "magenta",
+}
+
+
+def _runs_table(rows: list[Run]) -> Table:
+    table = Table("id", "run type", "status", "platform", "cost €", "created", box=None)
+    for r in rows:
+        cost = r.actual_cost if r.actual_cost is not None else r.estimated_cost
+        table.add_row(
+            str(r.id),
+            r.run_type,
+            f"[{_STATUS_STYLE.get(r.status, '')}]{r.status}[/]",
+            r.platform_key or "—",
+            f"{cost:.4f}",
+            r.created_at.astimezone().strftime("%Y-%m-%d %H:%M"),
+        )
+    return table
+
+
+# --- init, serve, db -------------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    owner_email: Annotated[str, typer.Option(help="Email of the workspace owner.")],
+    owner_password: Annotated[str, typer.Option(help="Owner's password (10+ characters).")],
+    workspace: Annotated[str, typer.Option(help="Workspace name.")] = "My company",
+    demo: Annotated[bool, typer.Option(help="Add two weeks of demo run history.")] = False,
+) -> None:
+    """Create (or upgrade) the database, the workspace and its owner. Safe to re-run."""
+    from runhq.db.migrate import upgrade
+    from runhq.demo import seed_demo
+
+    runtime = _runtime()
+    upgrade(runtime.db)
+    with _unit_of_work() as (rt, session):
+        existing = auth.get_user_by_email(session, owner_email)
+        if existing is None:
+            try:
+                owner = auth.get_default_owner(session)
+                raise InvalidInput(
+                    f"this database already has an owner ({owner.user_id}); "
+                    "use `runhq user add` for more users"
+                )
+            except NotFound:
+                pass
+            ws = auth.create_workspace(session, name=workspace)
+            auth.create_user(
+                session,
+                email=owner_email,
+                password=owner_password,
+                workspace_id=ws.id,
+                role=Role.owner,
+            )
+            created = True
+            ws_id = ws.id
+        else:
+            created = False
+            membership = auth.get_membership(session, existing.id)
+            assert membership is not None  # noqa: S101
+            ws_id = membership.workspace_id
+        added = 0
+        if demo and created:
+            added = seed_demo(session, ws_id, rt.registry)
+    db = rt.settings.resolved_database_url.split("@")[-1]
+    out.print(f"[green]✓[/] database ready ({db})")
+    if created:
+        out.print(
+            f"[green]✓[/] owner {owner_email} created"
+            + (f", {added} demo runs added" if added else "")
+        )
+    else:
+        out.print(f"owner {owner_email} already exists; nothing changed")
+    out.print(
+        "Start the server: [bold]runhq serve[/]  ·  API docs: http://127.0.0.1:8000/docs\n"
+        f"Log in: POST /api/v1/auth/token with username={owner_email}"
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending migrations."""
+    from runhq.db.migrate import upgrade
+
+    upgrade(_runtime().db)
+    out.print("[green]✓[/] database at the latest schema")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+) -> None:
+    """Start the HTTP server (API, and in embedded mode the executor)."""
+    import uvicorn
+
+    from runhq.web.app import create_app
+
+    runtime = _runtime()
+    _check_schema(runtime)
+    uvicorn.run(create_app(runtime), host=host, port=port, log_level="info")
+
+
+@app.command("config")
+def config_guide() -> None:
+    """Print every setting with its environment variable, description and current value."""
+    settings = get_settings()
+    table = Table("variable", "value", "description", box=None)
+    for name, field in Settings.model_fields.items():
+        value = getattr(settings, name)
+        shown = "***" if "key" in name or "token" in name else str(value)
+        if name == "llm_models":
+            shown = ", ".join(value)
+        table.add_row(
+            f"RUNHQ_{name.upper()}", shown if value is not None else "—", field.description or ""
+        )
+    out.print(table)
+
+
+# --- run types and runs ----------------------------------------------------------------------
+
+
+@app.command("types")
+def types_(as_json: JsonOpt = False) -> None:
+    """The run types of the registry."""
+    registry = _runtime().registry
+    if as_json:
+        from runhq.registry.routes import to_out
+
+        _print_json(
+            [to_out(registry, s).model_dump(mode="json") for s in registry.run_types.values()]
+        )
+        return
+    table = Table("key", "agent", "model", "est. €", "risk", "approval", box=None)
+    for s in registry.run_types.values():
+        table.add_row(
+            s.key,
+            s.agent,
+            s.model,
+            f"{s.estimated_cost_eur:.2f}",
+            s.risk.value,
+            "yes" if s.requires_approval else "",
+        )
+    out.print(table)
+
+
+def _parse_params(pairs: list[str], params_json: str | None) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if params_json:
+        try:
+            loaded = json.loads(params_json)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(
+                f"--params-json is not valid JSON: {exc.msg}", details={"field": "params"}
+            ) from None
+        if not isinstance(loaded, dict):
+            raise InvalidInput("--params-json must be a JSON object", details={"field": "params"})
+        params.update(loaded)
+    for pair in pairs:
+        if "=" not in pair:
+            raise InvalidInput(f"--param {pair!r}: expected name=value", details={"field": pair})
+        name, raw = pair.split("=", 1)
+        try:
+            params[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[name] = raw
+    return params
+
+
+@app.command("run")
+def run_(
+    run_type: Annotated[str, typer.Argument(help="A key of `runhq types`.")],
+    platform: Annotated[str | None, typer.Option("--platform", help="platform_key")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="name=value (JSON value or text)")
+    ] = None,
+    params_json: Annotated[str | None, typer.Option(help="All params as a JSON object.")] = None,
+    idempotency_key: Annotated[str | None, typer.Option()] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the result.")] = False,
+    inline: Annotated[
+        bool,
+        typer.Option("--inline", help="Execute in this process instead of waiting for the server."),
+    ] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds --wait waits at most.")] = 900,
+    user: UserOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Start a run; with --wait, follow it to the end."""
+    params = _parse_params(param or [], params_json)
+    with _unit_of_work() as (runtime, session):
+        actor = _actor(session, user)
+        run, _ = runtime_create(
+            runtime, session, actor, run_type, platform, params, idempotency_key
+        )
+        run_id = run.id
+    if run.status == RunStatus.pending_approval:
+        if as_json:
+            _print_json(_run_json(run))
+        else:
+            out.print(
+                f"run {run_id} [yellow]pending_approval[/]: an owner must approve it "
+                f"(`runhq approve {run_id}`)"
+            )
+        return
+    if inline:
+        runtime.engine.execute(run_id)
+        wait = True
+    if not wait:
+        if as_json:
+            _print_json(_run_json(run))
+        else:
+            out.print(f"run {run_id} queued · follow it with `runhq show {run_id}`")
+        return
+    final = _wait_for(runtime, run_id, timeout, quiet=as_json)
+    if as_json:
+        _print_json(_run_json(final))
+    else:
+        _print_run(final)
+    if final.status != RunStatus.completed:
+        raise typer.Exit(1)
+
+
+def runtime_create(
+    runtime: Runtime,
+    session: Session,
+    actor: Actor,
+    run_type: str,
+    platform: str | None,
+    params: dict[str, Any],
+    idempotency_key: str | None,
+) -> tuple[Run, bool]:
+    from runhq.runs import service as runs
+    from runhq.runs.schemas import RunCreate
+
+    try:
+        body = RunCreate(
+            run_type=run_type, platform_key=platform, params=params, idempotency_key=idempotency_key
+        )
+    except ValueError as exc:
+        raise InvalidInput(str(exc).splitlines()[1] if "\n" in str(exc) else str(exc)) from None
+    return runs.create_run(
+        session,
+        actor,
+        runtime.registry,
+        run_type=body.run_type,
+        platform_key=body.platform_key,
+        params=body.params,
+        idempotency_key=body.idempotency_key,
+        stuck_after=runtime.stuck_after,
+        tz=runtime.settings.timezone,
+    )
+
+
+def _wait_for(runtime: Runtime, run_id: uuid.UUID, timeout: float, *, quiet: bool) -> Run:
+    start = time.monotonic()
+    hinted = False
+    spinner = Spinner("dots", text="queued")
+    live = Live(spinner, console=err, transient=True, auto_refresh=False)
+    show = not quiet and err.is_terminal
+    with live if show else nullcontext():
+        while True:
+            session = runtime.sessions()
+            try:
+                run = session.get(Run, run_id)
+                assert run is not None  # noqa: S101
+                session.expunge(run)
+            finally:
+                session.close()
+            elapsed = time.monotonic() - start
+            spinner.update(text=f"{run.run_type} · {run.status} · {elapsed:.0f}s")
+            if show:
+                live.refresh()
+            if RunStatus(run.status) in TERMINAL_STATUSES:
+                return run
+            if run.status == RunStatus.queued and elapsed > 10 and not hinted:
+                hinted = True
+                err.print(
+                    "still queued: is `runhq serve` running? (or use --inline to execute here)"
+                )
+            if elapsed > timeout:
+                raise RunhqError(
+                    f"gave up waiting after {timeout:.0f}s; run {run_id} is {run.status}",
+                    code="wait_timeout",
+                )
+            time.sleep(0.3)
+
+
+def _print_run(run: Run) -> None:
+    style = _STATUS_STYLE.get(run.status, "")
+    out.print(f"[bold]{run.run_type}[/] {run.id} [{style}]{run.status}[/]")
+    cost = f"€{run.actual_cost:.4f}" if run.actual_cost is not None else "—"
+    out.print(
+        f"model {run.model_used or '—'} · tokens {run.tokens_in}/{run.tokens_out} · "
+        f"cost {cost} (est. €{run.estimated_cost:.2f}) · "
+        f"{(run.duration_ms or 0) / 1000:.1f}s"
+    )
+    if run.executive_summary:
+        out.print(f"\n{run.executive_summary}")
+    if run.error:
+        out.print(f"\n[red]error:[/] {run.error}")
+
+
+@app.command("runs")
+def runs_(
+    status: Annotated[list[RunStatus] | None, typer.Option(help="Filter by status.")] = None,
+    run_type: Annotated[str | None, typer.Option("--type", help="Filter by run type.")] = None,
+    agent: Annotated[str | None, typer.Option(help="Filter by agent.")] = None,
+    platform: Annotated[str | None, typer.Option(help="Filter by platform_key.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
+    cursor: Annotated[str | None, typer.Option(help="next_cursor of a previous page.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List runs, newest first."""
+    from runhq.runs import service as runs
+
+    with _unit_of_work() as (runtime, session):
+        if run_type:
+            runtime.registry.get(run_type)
+        rows, next_cursor = runs.list_runs(
+            session,
+            auth.get_default_owner(session),
+            status=status,
+            run_type=run_type,
+            agent=agent,
+            platform_key=platform,
+            limit=limit,
+            cursor=cursor,
+        )
+        if as_json:
+            _print_json({"items": [_run_json(r) for r in rows], "next_cursor": next_cursor})
+            return
+        out.print(_runs_table(rows))
+        if next_cursor:
+            out.print(f"[dim]more: --cursor {next_cursor}[/]")
+
+
+@app.command("show")
+def show(run_id: Annotated[str, typer.Argument(help="Run id.")], as_json: JsonOpt = False) -> None:
+    """One run: status, cost, summary, error."""
+    from runhq.runs import service as runs
+
+    with _unit_of_work() as (_, session):
+        run = runs.get_run(session, auth.get_default_owner(session), _parse_id(run_id))
+        if as_json:
+            _print_json({**_run_json(run), "context": run.context})
+        else:
+            _print_run(run)
+
+
+@app.command("approve")
+def approve(
+    run_id: Annotated[str, typer.Argument(help="Run id.")],
+    reason: Annotated[str | None, typer.Option(help="Why (recorded).")] = None,
+    user: UserOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Approve a gated run (owner only)."""
+    from runhq.runs import service as runs
+
+    with _unit_of_work() as (_, session):
+        run = runs.approve_run(session, _actor(session, user), _parse_id(run_id), reason=reason)
+        _done(run, "approved: queued for execution", as_json)
+
+
+@app.command("reject")
+def reject(
+    run_id: Annotated[str, typer.Argument(help="Run id.")],
+    reason: Annotated[str, typer.Option(help="Why (required).")],
+    user: UserOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Reject a gated run (owner only)."""
+    from runhq.runs import service as runs
+
+    if not reason.strip():
+        raise InvalidInput("--reason must not be empty", details={"field": "reason"})
+    with _unit_of_work() as (_, session):
+        run = runs.reject_run(session, _actor(session, user), _parse_id(run_id), reason=reason)
+        _done(run, "rejected", as_json)
+
+
+@app.command("retry")
+def retry(
+    run_id: Annotated[str, typer.Argument(help="Run id.")],
+    user: UserOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Retry a failed or cancelled run (a new run linked to it)."""
+    from runhq.runs import service as runs
+
+    with _unit_of_work() as (runtime, session):
+        run = runs.retry_run(
+            session,
+            _actor(session, user),
+            runtime.registry,
+            _parse_id(run_id),
+            stuck_after=runtime.stuck_after,
+            tz=runtime.settings.timezone,
+        )
+        _done(run, f"retry created ({run.status})", as_json)
+
+
+@app.command("cancel")
+def cancel(
+    run_id: Annotated[str, typer.Argument(help="Run id.")],
+    user: UserOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Cancel a run (a running one stops at its next checkpoint)."""
+    from runhq.runs import service as runs
+
+    with _unit_of_work() as (_, session):
+        run = runs.cancel_run(session, _actor(session, user), _parse_id(run_id))
+        _done(run, "cancel requested" if run.status == "running" else "cancelled", as_json)
+
+
+def _done(run: Run, what: str, as_json: bool) -> None:
+    if as_json:
+        _print_json(_run_json(run))
+    else:
+        out.print(f"run {run.id}: {what}")
+
+
+# --- logs and costs ---------------------------------------------------------------------------
+
+
+@logs_app.callback(invoke_without_command=True)
+def logs_list(
+    ctx: typer.Context,
+    level: Annotated[LogLevel | None, typer.Option(help="info, warn or error.")] = None,
+    source: Annotated[str | None, typer.Option(help="executive-run, autopilot, system…")] = None,
+    run: Annotated[str | None, typer.Option("--run", help="Only this run's lines.")] = None,
+    since: Annotated[
+        datetime | None, typer.Option(help="ISO date/time (UTC if no offset).")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    cursor: Annotated[str | None, typer.Option(help="next_cursor of a previous page.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List structured logs, newest first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from runhq.logs import service as logs
+
+    if since is not None and since.tzinfo is None:
+        from datetime import UTC
+
+        since = since.replace(tzinfo=UTC)
+    with _unit_of_work() as (_, session):
+        actor = auth.get_default_owner(session)
+        rows, next_cursor = logs.list_logs(
+            session,
+            workspace_id=actor.workspace_id,
+            level=level,
+            source=source,
+            run_id=_parse_id(run) if run else None,
+            since=since,
+            cursor=cursor,
+            limit=limit,
+        )
+        items = [LogOut.model_validate(r).model_dump(mode="json") for r in rows]
+        if as_json:
+            _print_json({"items": items, "next_cursor": next_cursor})
+            return
+        table = Table("time", "level", "source", "message", "run", box=None)
+        colors = {"error": "red", "warn": "yellow", "info": ""}
+        for r in rows:
+            table.add_row(
+                r.created_at.astimezone().strftime("%m-%d %H:%M:%S"),
+                f"[{colors.get(r.level, '')}]{r.level}[/]",
+                r.source,
+                r.message,
+                str(r.run_id)[:8] if r.run_id else "",
+            )
+        out.print(table)
+        if next_cursor:
+            out.print(f"[dim]more: --cursor {next_cursor}[/]")
+
+
+@logs_app.command("purge")
+def logs_purge(
+    older_than_days: Annotated[
+        int | None, typer.Option(min=1, help="Default: RUNHQ_LOG_RETENTION_DAYS (30).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete log lines older than the retention."""
+    from runhq.logs import service as logs
+
+    with _unit_of_work() as (runtime, session):
+        days = older_than_days or runtime.settings.log_retention_days
+        deleted, cutoff = logs.purge_logs(session, older_than_days=days)
+    if as_json:
+        _print_json({"deleted": deleted, "older_than": cutoff.isoformat()})
+    else:
+        out.print(f"{deleted} log lines older than {cutoff:%Y-%m-%d %H:%M} UTC deleted")
+
+
+@costs_app.callback(invoke_without_command=True)
+def costs_report(
+    ctx: typer.Context,
+    month: Annotated[str | None, typer.Option(help="YYYY-MM (default: this month).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The month's AI costs: total, per run type, per agent, budgets."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from runhq.costs import service as costs
+
+    with _unit_of_work() as (runtime, session):
+        actor = auth.get_default_owner(session)
+        report = costs.get_cost_report(
+            session, actor.workspace_id, tz=runtime.settings.timezone, month=month
+        )
+    if as_json:
+        _print_json(report.model_dump(mode="json"))
+        return
+    out.print(
+        f"[bold]{report.month}[/]: €{report.total_cost:.2f} on {report.runs} runs "
+        f"(estimated €{report.estimated_total:.2f})"
+    )
+    for b in report.budgets:
+        out.print(
+            f"budget {b.scope}: €{b.spent_eur:.2f} spent + €{b.reserved_eur:.2f} "
+            f"reserved of €{b.monthly_limit_eur:.2f}"
+        )
+    table = Table("run type", "runs", "total €", "average €", box=None)
+    for line in report.by_run_type:
+        table.add_row(
+            line.key, str(line.runs), f"{line.total_cost:.4f}", f"{line.average_cost:.4f}"
+        )
+    out.print(table)
+
+
+@costs_app.command("budget")
+def costs_budget(
+    limit_eur: Annotated[float, typer.Argument(help="Monthly limit in EUR.", min=0)],
+    scope: Annotated[str, typer.Option(help="'global' or an agent key.")] = "global",
+) -> None:
+    """Set the monthly budget (global or per agent)."""
+    from runhq.costs import service as costs
+
+    with _unit_of_work() as (runtime, session):
+        if scope != "global" and scope not in runtime.registry.agents:
+            raise InvalidInput(
+                f"unknown agent {scope!r}; use 'global' or one of "
+                f"{', '.join(sorted(runtime.registry.agents))}"
+            )
+        actor = auth.get_default_owner(session)
+        costs.set_budget(session, actor.workspace_id, scope=scope, monthly_limit_eur=limit_eur)
+    out.print(f"budget {scope}: €{limit_eur:.2f} per month")
+
+
+# --- users and API keys -----------------------------------------------------------------------
+
+
+@user_app.command("add")
+def user_add(
+    email: Annotated[str, typer.Argument()],
+    password: Annotated[str, typer.Option(help="10+ characters.")],
+    role: Annotated[Role, typer.Option(help="owner, admin, operator or viewer.")] = Role.viewer,
+) -> None:
+    """Add a user to the owner's workspace."""
+    with _unit_of_work() as (_, session):
+        owner = auth.get_default_owner(session)
+        auth.create_user(
+            session, email=email, password=password, workspace_id=owner.workspace_id, role=role
+        )
+    out.print(f"user {email} added as {role.value}")
+
+
+@apikey_app.command("create")
+def apikey_create(
+    name: Annotated[str, typer.Argument()], user: UserOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Create an API key (printed once; store it now)."""
+    with _unit_of_work() as (_, session):
+        key, raw = auth.create_api_key(session, _actor(session, user), name=name)
+        key_id = key.id
+    if as_json:
+        _print_json({"id": str(key_id), "name": name, "key": raw})
+    else:
+        out.print(f"API key {name} ({key_id}):\n[bold]{raw}[/]\nIt is shown only once.")
+
+
+@apikey_app.command("list")
+def apikey_list(user: UserOpt = None, as_json: JsonOpt = False) -> None:
+    """Your API keys (never the keys themselves)."""
+    from runhq.auth.schemas import ApiKeyOut
+
+    with _unit_of_work() as (_, session):
+        keys = [
+            ApiKeyOut.model_validate(k).model_dump(mode="json")
+            for k in auth.list_api_keys(session, _actor(session, user))
+        ]
+    if as_json:
+        _print_json(keys)
+        return
+    table = Table("id", "name", "prefix", "created", "revoked", box=None)
+    for k in keys:
+        table.add_row(
+            k["id"], k["name"], k["prefix"], k["created_at"][:16], (k["revoked_at"] or "")[:16]
+        )
+    out.print(table)
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(key_id: Annotated[str, typer.Argument()], user: UserOpt = None) -> None:
+    """Revoke an API key."""
+    with _unit_of_work() as (_, session):
+        auth.revoke_api_key(session, _actor(session, user), _parse_id(key_id))
+    out.print(f"API key {key_id} revoked")
+
+
+def main() -> None:
+    """Entry point: expected failures print one clear line and exit 1, never a traceback."""
+    try:
+        app()
+    except RunhqError as exc:
+        err.print(f"[red]error:[/] {exc.message}")
+        if exc.details.get("valid_run_types"):
+            err.print("valid run types: " + ", ".join(exc.details["valid_run_types"]))
+        sys.exit(1)

@@ -1,0 +1,178 @@
+"""The one settings tree of runhq (environment variables prefixed ``RUNHQ_``, ``.env`` read).
+
+Every field has a description: ``runhq config`` prints them as the setup guide. Production
+refuses insecure values at start-up rather than at the first request.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from runhq.errors import ConfigurationError
+
+_MIN_SECRET_LENGTH = 32
+
+
+class ModelConfig(BaseModel):
+    """How the gateway reaches one model name used by the registry."""
+
+    provider: str = Field("openai-compatible", description="Provider label shown in run records.")
+    base_url: str | None = Field(
+        None, description="OpenAI-compatible base URL for this model; default RUNHQ_LLM_BASE_URL."
+    )
+    api_key: SecretStr | None = Field(
+        None, description="API key for this model; default RUNHQ_LLM_API_KEY."
+    )
+    upstream_name: str | None = Field(
+        None, description="Model name sent to the provider, when it differs from runhq's name."
+    )
+    input_eur_per_mtok: float = Field(ge=0, description="Price in EUR per million input tokens.")
+    output_eur_per_mtok: float = Field(ge=0, description="Price in EUR per million output tokens.")
+
+
+def _default_models() -> dict[str, ModelConfig]:
+    # List prices converted to EUR (Nov 2026); override with RUNHQ_LLM_MODELS.
+    return {
+        "gemini-2.5-pro": ModelConfig(input_eur_per_mtok=1.15, output_eur_per_mtok=9.20),
+        "gemini-2.5-flash": ModelConfig(input_eur_per_mtok=0.28, output_eur_per_mtok=2.30),
+        "gemini-3-flash": ModelConfig(input_eur_per_mtok=0.46, output_eur_per_mtok=2.76),
+    }
+
+
+class Settings(BaseSettings):
+    """runhq settings. Read from the environment (``RUNHQ_*``) and ``.env``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RUNHQ_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    env: Literal["development", "production"] = Field(
+        "development", description="development or production; production refuses unsafe values."
+    )
+    data_dir: Path = Field(
+        Path.home() / ".runhq",
+        description="Directory for the SQLite database, the generated secret key and backups.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL (sqlite:///… or postgresql+psycopg://…). "
+        "Default: a SQLite file in the data directory.",
+    )
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Key signing JWTs (>= 32 chars). Development generates one in the data "
+        "directory; production requires it.",
+    )
+    timezone: str = Field(
+        "Europe/Paris", description="Business time zone: months, schedules, the Paris hour."
+    )
+    executor: Literal["local", "celery"] = Field(
+        "local", description="local: thread pool in the server process; celery: Celery workers."
+    )
+    worker_threads: int = Field(4, ge=1, le=64, description="Threads of the local executor.")
+    broker_url: str = Field(
+        "redis://127.0.0.1:6379/0", description="Celery broker URL (Redis or RabbitMQ)."
+    )
+    redis_url: str = Field("redis://127.0.0.1:6379/1", description="Redis for rate limits.")
+    registry_path: Path | None = Field(
+        None, description="Override of the run-type registry file (default: the shipped one)."
+    )
+    llm_base_url: str | None = Field(
+        None, description="OpenAI-compatible base URL. With no URL and no key: offline provider."
+    )
+    llm_api_key: SecretStr | None = Field(None, description="API key for RUNHQ_LLM_BASE_URL.")
+    llm_models: dict[str, ModelConfig] = Field(
+        default_factory=_default_models,
+        description="JSON map model name → {base_url, api_key, upstream_name, prices in EUR}.",
+    )
+    llm_timeout_seconds: float = Field(60.0, gt=0, description="Timeout of one model call.")
+    llm_max_attempts: int = Field(
+        3, ge=1, le=10, description="Attempts per model on 429/5xx/timeouts before the fallback."
+    )
+    llm_retry_base_seconds: float = Field(
+        1.0, ge=0, description="First backoff wait between model attempts (doubles each time)."
+    )
+    llm_retry_max_seconds: float = Field(20.0, ge=0, description="Longest backoff wait.")
+    stuck_after_minutes: int = Field(
+        15, ge=1, description="A run 'running' longer than this is stuck (seed 001: 15 min)."
+    )
+    log_retention_days: int = Field(
+        30, ge=1, description="Structured logs older than this are purged (seed 001: 30 days)."
+    )
+    monthly_budget_eur: float | None = Field(
+        None, ge=0, description="Default global monthly AI budget for new workspaces (EUR)."
+    )
+    jwt_ttl_minutes: int = Field(60, ge=1, le=7 * 24 * 60, description="Lifetime of a JWT.")
+    stripe_api_key: SecretStr | None = Field(None, description="Stripe secret key (MRR facts).")
+    stripe_base_url: str = Field("https://api.stripe.com", description="Stripe API base URL.")
+    github_token: SecretStr | None = Field(None, description="GitHub token (repository facts).")
+    github_repository: str | None = Field(None, description="owner/name watched on GitHub.")
+    github_api_url: str = Field("https://api.github.com", description="GitHub API base URL.")
+    web_search_api_key: SecretStr | None = Field(None, description="Brave Search API key.")
+    web_search_base_url: str = Field(
+        "https://api.search.brave.com", description="Brave Search API base URL."
+    )
+    connector_timeout_seconds: float = Field(
+        10.0, gt=0, description="Timeout of one call to an external fact source."
+    )
+
+    @model_validator(mode="after")
+    def _enforce_production_safety(self) -> Settings:
+        if self.env != "production":
+            return self
+        problems: list[str] = []
+        key = self.secret_key.get_secret_value() if self.secret_key else ""
+        if len(key) < _MIN_SECRET_LENGTH or key in {"changeme", "secret", "dev"}:
+            problems.append(
+                f"RUNHQ_SECRET_KEY must be set to a random value of at least "
+                f"{_MIN_SECRET_LENGTH} characters (python -c 'import secrets; "
+                f"print(secrets.token_urlsafe(48))')"
+            )
+        if (
+            self.llm_base_url
+            and self.llm_base_url.startswith("http://")
+            and not any(host in self.llm_base_url for host in ("127.0.0.1", "localhost", "[::1]"))
+        ):
+            problems.append("RUNHQ_LLM_BASE_URL must use https in production")
+        if problems:
+            raise ValueError("insecure production settings: " + "; ".join(problems))
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'runhq.db'}"
+
+    @property
+    def llm_configured(self) -> bool:
+        """A model provider is configured: otherwise runs use the offline provider."""
+        return bool(self.llm_base_url or self.llm_api_key)
+
+    def get_secret_key(self) -> str:
+        """The JWT signing key; in development one is generated once in the data directory."""
+        if self.secret_key:
+            return self.secret_key.get_secret_value()
+        if self.env == "production":  # unreachable after validation; kept as a hard stop
+            raise ConfigurationError("RUNHQ_SECRET_KEY is required in production")
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48), encoding="utf-8")
+            path.chmod(0o600)
+        return path.read_text(encoding="utf-8").strip()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings of this process, validated once (start-up fails on bad values)."""
+    try:
+        return Settings()
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid settings: {exc}") from exc

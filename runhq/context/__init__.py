@@ -1,0 +1,1 @@
+"""Context providers: the facts a run gathers before its model call."""

@@ -1,0 +1,337 @@
+"""The context providers and ``gather_context``: each run's facts, stored with it.
+
+Internal providers read runhq's own data through the other domains' services; external
+ones (Stripe, GitHub, web search) are real HTTP clients that say "unavailable" with the
+reason when they are not configured or fail. A provider never fails the run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import httpx
+
+from runhq.context.connectors.base import ConnectorUnavailable
+from runhq.context.connectors.github import fetch_github_facts
+from runhq.context.connectors.stripe import fetch_stripe_facts
+from runhq.context.connectors.web_search import fetch_web_search_facts
+from runhq.context.schemas import ContextRequest, Fact
+from runhq.costs import service as costs
+from runhq.logs import service as logs
+from runhq.runs import service as runs
+
+logger = logging.getLogger(__name__)
+
+Provider = Callable[[ContextRequest], Fact]
+
+
+def _recent_runs(req: ContextRequest) -> Fact:
+    since = req.now - timedelta(days=7)
+    stats = runs.get_recent_run_stats(req.session, req.workspace_id, since=since)
+    latest = runs.list_latest_completed(
+        req.session, req.workspace_id, since=since, limit=8, exclude_run_id=req.run_id
+    )
+    total = sum(s["total"] for s in stats)
+    completed = sum(s["by_status"].get("completed", 0) for s in stats)
+    failed = sum(s["by_status"].get("failed", 0) for s in stats)
+    summary = (
+        f"{total} runs in the last 7 days ({completed} completed, {failed} failed) "
+        f"across {len(stats)} run type/platform pairs."
+    )
+    return Fact(
+        source="recent_runs",
+        title="Recent runs (7 days)",
+        status="ok",
+        summary=summary,
+        data={
+            "window_days": 7,
+            "total": total,
+            "completed": completed,
+            "failed": failed,
+            "by_type": stats[:30],
+            "latest_reports": [
+                {
+                    "run_type": r.run_type,
+                    "platform_key": r.platform_key,
+                    "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+                    "executive_summary": (r.executive_summary or "")[:600],
+                }
+                for r in latest
+            ],
+        },
+    )
+
+
+def _failures(req: ContextRequest) -> Fact:
+    week = runs.list_failed(req.session, req.workspace_id, since=req.now - timedelta(days=7))
+    day_cutoff = req.now - timedelta(hours=24)
+    last_day = [r for r in week if r.created_at >= day_cutoff]
+    by_type: dict[str, int] = {}
+    for r in week:
+        by_type[r.run_type] = by_type.get(r.run_type, 0) + 1
+    if week:
+        worst = ", ".join(f"{k} ×{v}" for k, v in sorted(by_type.items(), key=lambda i: -i[1])[:3])
+        summary = f"{len(last_day)} failed runs in 24 h, {len(week)} in 7 days (most: {worst})."
+    else:
+        summary = "No failed runs in the last 7 days."
+    return Fact(
+        source="failures",
+        title="Failures",
+        status="ok",
+        summary=summary,
+        data={
+            "failed_24h": len(last_day),
+            "failed_7d": len(week),
+            "by_run_type_7d": by_type,
+            "recent": [
+                {
+                    "run_id": str(r.id),
+                    "run_type": r.run_type,
+                    "platform_key": r.platform_key,
+                    "created_at": r.created_at.isoformat(),
+                    "error": (r.error or "")[:300],
+                }
+                for r in week[:10]
+            ],
+        },
+    )
+
+
+def _costs(req: ContextRequest) -> Fact:
+    report = costs.get_cost_report(req.session, req.workspace_id, tz=req.settings.timezone)
+    budget = next((b for b in report.budgets if b.scope == "global"), None)
+    summary = f"€{report.total_cost:.2f} spent on {report.runs} runs in {report.month}"
+    if budget is not None:
+        summary += (
+            f" of a €{budget.monthly_limit_eur:.2f} budget (€{budget.remaining_eur:.2f} remaining)."
+        )
+    else:
+        summary += " (no monthly budget set)."
+    return Fact(
+        source="costs",
+        title="AI costs this month",
+        status="ok",
+        summary=summary,
+        data=report.model_dump(mode="json"),
+    )
+
+
+def _log_errors(req: ContextRequest) -> Fact:
+    counts = logs.count_by_source_level(
+        req.session, req.workspace_id, since=req.now - timedelta(hours=24)
+    )
+    recent = logs.list_recent_errors(
+        req.session, req.workspace_id, since=req.now - timedelta(hours=24), limit=8
+    )
+    total = sum(n for _, _, n in counts)
+    errors = sum(n for _, level, n in counts if level == "error")
+    warns = sum(n for _, level, n in counts if level == "warn")
+    rate = errors / total if total else 0.0
+    return Fact(
+        source="log_errors",
+        title="Log errors (24 h)",
+        status="ok",
+        summary=f"{errors} errors and {warns} warnings in {total} log lines over 24 h "
+        f"(error rate {rate:.1%}).",
+        data={
+            "total": total,
+            "errors": errors,
+            "warnings": warns,
+            "error_rate": round(rate, 4),
+            "by_source": [{"source": s, "level": lv, "count": n} for s, lv, n in counts],
+            "recent_errors": [
+                {
+                    "message": e.message,
+                    "source": e.source,
+                    "at": e.created_at.isoformat(),
+                    "run_id": str(e.run_id) if e.run_id else None,
+                }
+                for e in recent
+            ],
+        },
+    )
+
+
+def _pending_approvals(req: ContextRequest) -> Fact:
+    pending = runs.list_pending_approval(req.session, req.workspace_id)
+    oldest_h = int((req.now - pending[0].created_at).total_seconds() // 3600) if pending else 0
+    summary = (
+        f"{len(pending)} gated runs wait for an owner (oldest {oldest_h} h)."
+        if pending
+        else "No run is waiting for approval."
+    )
+    return Fact(
+        source="pending_approvals",
+        title="Pending approvals",
+        status="ok",
+        summary=summary,
+        data={
+            "count": len(pending),
+            "runs": [
+                {
+                    "run_id": str(r.id),
+                    "run_type": r.run_type,
+                    "platform_key": r.platform_key,
+                    "waiting_since": r.created_at.isoformat(),
+                    "params": r.params,
+                }
+                for r in pending[:20]
+            ],
+        },
+    )
+
+
+def _agents(req: ContextRequest) -> Fact:
+    stats = runs.get_agent_stats(req.session, req.workspace_id, since=req.now - timedelta(days=30))
+    active = [s for s in stats if s["runs"]]
+    return Fact(
+        source="agents",
+        title="Agent activity (30 days)",
+        status="ok",
+        summary=f"{len(active)} agents ran in the last 30 days.",
+        data={"window_days": 30, "agents": stats},
+    )
+
+
+def _unavailable(source: str, title: str, reason: str) -> Fact:
+    return Fact(
+        source=source,
+        title=title,
+        status="unavailable",
+        summary=f"{title}: unavailable ({reason}).",
+        reason=reason,
+    )
+
+
+def _http(req: ContextRequest) -> httpx.Client:
+    return httpx.Client(
+        timeout=req.settings.connector_timeout_seconds, headers={"User-Agent": "runhq"}
+    )
+
+
+def _stripe(req: ContextRequest) -> Fact:
+    title = "Revenue (Stripe)"
+    key = req.settings.stripe_api_key
+    if key is None:
+        return _unavailable("stripe", title, "Stripe is not configured (RUNHQ_STRIPE_API_KEY)")
+    try:
+        with _http(req) as client:
+            data = fetch_stripe_facts(
+                client, api_key=key.get_secret_value(), base_url=req.settings.stripe_base_url
+            )
+    except ConnectorUnavailable as exc:
+        return _unavailable("stripe", title, exc.reason)
+    mrr = ", ".join(f"{v:,.2f} {c.upper()}" for c, v in sorted(data.get("mrr", {}).items()))
+    return Fact(
+        source="stripe",
+        title=title,
+        status="ok",
+        summary=f"MRR {mrr or '0'} from {data.get('active_subscriptions', 0)} active "
+        f"subscriptions.",
+        data=data,
+    )
+
+
+def _github(req: ContextRequest) -> Fact:
+    title = "Engineering activity (GitHub)"
+    repo = req.settings.github_repository
+    if not repo:
+        return _unavailable("github", title, "no repository configured (RUNHQ_GITHUB_REPOSITORY)")
+    token = req.settings.github_token
+    try:
+        with _http(req) as client:
+            data = fetch_github_facts(
+                client,
+                token=token.get_secret_value() if token else None,
+                repository=repo,
+                api_url=req.settings.github_api_url,
+                now=req.now,
+            )
+    except (ConnectorUnavailable, ValueError) as exc:
+        return _unavailable("github", title, getattr(exc, "reason", str(exc)))
+    return Fact(
+        source="github",
+        title=title,
+        status="ok",
+        summary=f"GitHub {repo}: {_short(data)}",
+        data=data,
+    )
+
+
+def _short(data: dict[str, Any]) -> str:
+    commits = data.get("commits", {}).get("count", 0)
+    prs = data.get("pull_requests", {}).get("open_count", 0)
+    rate = data.get("workflow_runs", {}).get("failure_rate")
+    ci = f", CI failure rate {rate:.0%}" if isinstance(rate, int | float) else ""
+    return f"{commits} commits in {data.get('window_days', 7)} days, {prs} open PRs{ci}."
+
+
+def _web_search(req: ContextRequest) -> Fact:
+    title = "Web search"
+    key = req.settings.web_search_api_key
+    if key is None:
+        return _unavailable(
+            "web_search", title, "web search is not configured (RUNHQ_WEB_SEARCH_API_KEY)"
+        )
+    try:
+        with _http(req) as client:
+            data = fetch_web_search_facts(
+                client,
+                api_key=key.get_secret_value(),
+                query=req.topic,
+                base_url=req.settings.web_search_base_url,
+            )
+    except ConnectorUnavailable as exc:
+        return _unavailable("web_search", title, exc.reason)
+    return Fact(
+        source="web_search",
+        title=title,
+        status="ok",
+        summary=f"{len(data.get('results', []))} web results for {req.topic!r}.",
+        data=data,
+    )
+
+
+PROVIDERS: dict[str, Provider] = {
+    "recent_runs": _recent_runs,
+    "failures": _failures,
+    "costs": _costs,
+    "log_errors": _log_errors,
+    "pending_approvals": _pending_approvals,
+    "agents": _agents,
+    "stripe": _stripe,
+    "github": _github,
+    "web_search": _web_search,
+}
+
+
+def check_providers(names: set[str]) -> list[str]:
+    """Names the registry uses that no provider serves (a start-up check)."""
+    return sorted(names - set(PROVIDERS))
+
+
+def gather_context(req: ContextRequest, names: list[str]) -> dict[str, Any]:
+    """Run each named provider; a provider that raises becomes an 'unavailable' fact."""
+    facts: dict[str, Any] = {}
+    for name in names:
+        provider = PROVIDERS[name]
+        try:
+            # A savepoint: a failed query (PostgreSQL aborts the transaction) stays contained.
+            with req.session.begin_nested():
+                fact = provider(req)
+        except Exception as exc:  # one broken source must not sink the run
+            logger.exception("context provider %s failed", name)
+            fact = _unavailable(
+                name, name.replace("_", " ").capitalize(), f"internal error: {type(exc).__name__}"
+            )
+        facts[name] = fact.to_dict()
+    return {
+        "gathered_at": req.now.isoformat(),
+        "run_type": req.run_type,
+        "platform_key": req.platform_key,
+        "params": req.params,
+        "facts": facts,
+    }

@@ -1,0 +1,1 @@
+"""AI costs: per-run estimated vs actual, monthly totals, budgets."""

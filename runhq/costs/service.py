@@ -1,0 +1,206 @@
+"""Monthly cost reports and budgets; the only writer of ``budgets``.
+
+Spend is what finished runs cost (actual cost); runs not finished yet reserve their estimate,
+so two concurrent requests cannot both slip under the limit unnoticed.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from runhq import clock
+from runhq.costs.models import GLOBAL_SCOPE, Budget
+from runhq.costs.schemas import BudgetStatus, CostLine, CostReport
+from runhq.errors import BudgetExceeded, InvalidInput
+from runhq.runs.models import ACTIVE_STATUSES, Run, RunStatus
+
+_MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+# Runs that never reached a model cost nothing.
+_NEVER_RAN = (RunStatus.rejected.value,)
+
+
+def _num(value: float | None) -> float:
+    """A displayable number: None and NaN become 0.0."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return 0.0
+    return round(float(value), 6)
+
+
+def month_bounds(month: str | None, tz: str) -> tuple[str, datetime, datetime]:
+    """(YYYY-MM, start, end) of a month in the business time zone, as aware datetimes."""
+    zone = ZoneInfo(tz)
+    if month is None:
+        local = clock.now().astimezone(zone)
+        year, mon = local.year, local.month
+    else:
+        match = _MONTH_RE.match(month)
+        if not match:
+            raise InvalidInput(
+                f"month must look like 2026-11, got {month!r}", details={"field": "month"}
+            )
+        year, mon = int(match.group(1)), int(match.group(2))
+    start = datetime(year, mon, 1, tzinfo=zone)
+    end = datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=zone)
+    return f"{year:04d}-{mon:02d}", start, end
+
+
+def _lines(
+    session: Session,
+    workspace_id: uuid.UUID,
+    start: datetime,
+    end: datetime,
+    column: InstrumentedAttribute[str],
+) -> list[CostLine]:
+    rows = session.execute(
+        select(
+            column,
+            func.count(Run.id),
+            func.sum(func.coalesce(Run.actual_cost, 0.0)),
+            func.sum(Run.estimated_cost),
+        )
+        .where(
+            Run.workspace_id == workspace_id,
+            Run.created_at >= start,
+            Run.created_at < end,
+            Run.status.not_in(_NEVER_RAN),
+        )
+        .group_by(column)
+        .order_by(func.sum(func.coalesce(Run.actual_cost, 0.0)).desc(), column)
+    ).all()
+    lines = []
+    for key, runs, total, estimated in rows:
+        total_f = _num(total)
+        lines.append(
+            CostLine(
+                key=str(key),
+                runs=int(runs),
+                total_cost=total_f,
+                average_cost=_num(total_f / runs if runs else 0.0),
+                estimated_total=_num(estimated),
+            )
+        )
+    return lines
+
+
+def _spend(
+    session: Session,
+    workspace_id: uuid.UUID,
+    start: datetime,
+    end: datetime,
+    agent: str | None = None,
+) -> tuple[float, float]:
+    """(spent, reserved) this month, optionally for one agent."""
+    active = [s.value for s in ACTIVE_STATUSES]
+    stmt = select(
+        func.sum(case((Run.status.in_(active), 0.0), else_=func.coalesce(Run.actual_cost, 0.0))),
+        func.sum(case((Run.status.in_(active), Run.estimated_cost), else_=0.0)),
+    ).where(
+        Run.workspace_id == workspace_id,
+        Run.created_at >= start,
+        Run.created_at < end,
+        Run.status.not_in(_NEVER_RAN),
+    )
+    if agent is not None:
+        stmt = stmt.where(Run.agent == agent)
+    spent, reserved = session.execute(stmt).one()
+    return _num(spent), _num(reserved)
+
+
+def list_budgets(session: Session, workspace_id: uuid.UUID) -> list[Budget]:
+    return list(
+        session.scalars(
+            select(Budget).where(Budget.workspace_id == workspace_id).order_by(Budget.scope)
+        )
+    )
+
+
+def set_budget(
+    session: Session, workspace_id: uuid.UUID, *, scope: str, monthly_limit_eur: float
+) -> Budget:
+    if not math.isfinite(monthly_limit_eur) or monthly_limit_eur < 0:
+        raise InvalidInput(
+            "monthly_limit_eur must be a positive number", details={"field": "monthly_limit_eur"}
+        )
+    budget = session.scalar(
+        select(Budget).where(Budget.workspace_id == workspace_id, Budget.scope == scope)
+    )
+    if budget is None:
+        budget = Budget(
+            workspace_id=workspace_id, scope=scope, monthly_limit_eur=0.0, created_at=clock.now()
+        )
+        session.add(budget)
+    budget.monthly_limit_eur = monthly_limit_eur
+    budget.updated_at = clock.now()
+    session.flush()
+    return budget
+
+
+def get_budget_statuses(
+    session: Session, workspace_id: uuid.UUID, tz: str, month: str | None = None
+) -> list[BudgetStatus]:
+    _, start, end = month_bounds(month, tz)
+    statuses = []
+    for budget in list_budgets(session, workspace_id):
+        agent = None if budget.scope == GLOBAL_SCOPE else budget.scope
+        spent, reserved = _spend(session, workspace_id, start, end, agent)
+        statuses.append(
+            BudgetStatus(
+                scope=budget.scope,
+                monthly_limit_eur=_num(budget.monthly_limit_eur),
+                spent_eur=spent,
+                reserved_eur=reserved,
+                remaining_eur=_num(max(budget.monthly_limit_eur - spent - reserved, 0.0)),
+            )
+        )
+    return statuses
+
+
+def check_budget(
+    session: Session, workspace_id: uuid.UUID, *, agent: str, estimate: float, tz: str
+) -> None:
+    """Refuse (402) a run whose estimate would take this month past a budget."""
+    _, start, end = month_bounds(None, tz)
+    for budget in list_budgets(session, workspace_id):
+        if budget.scope not in (GLOBAL_SCOPE, agent):
+            continue
+        spent, reserved = _spend(
+            session, workspace_id, start, end, None if budget.scope == GLOBAL_SCOPE else agent
+        )
+        if spent + reserved + estimate > budget.monthly_limit_eur + 1e-9:
+            who = "the workspace" if budget.scope == GLOBAL_SCOPE else f"agent {agent}"
+            raise BudgetExceeded(
+                f"monthly budget of {who} exceeded: €{spent:.2f} spent and €{reserved:.2f} "
+                f"reserved of €{budget.monthly_limit_eur:.2f}; this run is estimated at "
+                f"€{estimate:.2f}. Raise the budget or wait for next month.",
+                details={
+                    "scope": budget.scope,
+                    "monthly_limit_eur": budget.monthly_limit_eur,
+                    "spent_eur": spent,
+                    "reserved_eur": reserved,
+                    "estimate_eur": estimate,
+                },
+            )
+
+
+def get_cost_report(
+    session: Session, workspace_id: uuid.UUID, *, tz: str, month: str | None = None
+) -> CostReport:
+    label, start, end = month_bounds(month, tz)
+    by_type = _lines(session, workspace_id, start, end, Run.run_type)
+    by_agent = _lines(session, workspace_id, start, end, Run.agent)
+    return CostReport(
+        month=label,
+        total_cost=_num(sum(line.total_cost for line in by_type)),
+        estimated_total=_num(sum(line.estimated_total for line in by_type)),
+        runs=sum(line.runs for line in by_type),
+        by_run_type=by_type,
+        by_agent=by_agent,
+        budgets=get_budget_statuses(session, workspace_id, tz, label),
+    )

@@ -1,0 +1,19 @@
+"""Imports every domain's models so the metadata (and Alembic) sees all tables."""
+
+from runhq.auth.models import ApiKey, Membership, User, Workspace
+from runhq.costs.models import Budget
+from runhq.db.base import Base
+from runhq.logs.models import StructuredLog
+from runhq.runs.models import Run, RunApproval
+
+__all__ = [
+    "ApiKey",
+    "Base",
+    "Budget",
+    "Membership",
+    "Run",
+    "RunApproval",
+    "StructuredLog",
+    "User",
+    "Workspace",
+]

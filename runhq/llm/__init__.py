@@ -1,0 +1,1 @@
+"""The model gateway: OpenAI-compatible providers, the offline provider, prices, fallbacks."""

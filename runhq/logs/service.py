@@ -1,0 +1,113 @@
+"""The only writer of ``structured_logs``."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from runhq import clock
+from runhq.logs.models import StructuredLog
+from runhq.logs.schemas import LogLevel, LogSource
+from runhq.pagination import encode_cursor, paginate
+
+
+def create_log(
+    session: Session,
+    *,
+    message: str,
+    level: LogLevel = LogLevel.info,
+    source: LogSource = LogSource.system,
+    workspace_id: uuid.UUID | None = None,
+    run_id: uuid.UUID | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> StructuredLog:
+    """Add a log line to the caller's transaction (it commits with the change it describes)."""
+    row = StructuredLog(
+        workspace_id=workspace_id,
+        level=level.value,
+        source=source.value,
+        message=message,
+        meta=metadata or {},
+        run_id=run_id,
+        created_at=clock.now(),
+    )
+    session.add(row)
+    return row
+
+
+def list_logs(
+    session: Session,
+    *,
+    workspace_id: uuid.UUID,
+    level: LogLevel | None = None,
+    source: str | None = None,
+    run_id: uuid.UUID | None = None,
+    since: datetime | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> tuple[list[StructuredLog], str | None]:
+    """Newest first, filtered; returns the page and the cursor of the next one."""
+    stmt = select(StructuredLog).where(StructuredLog.workspace_id == workspace_id)
+    if level is not None:
+        stmt = stmt.where(StructuredLog.level == level.value)
+    if source:
+        stmt = stmt.where(StructuredLog.source == source)
+    if run_id is not None:
+        stmt = stmt.where(StructuredLog.run_id == run_id)
+    if since is not None:
+        stmt = stmt.where(StructuredLog.created_at >= since)
+    stmt = paginate(stmt, StructuredLog.created_at, StructuredLog.id, cursor=cursor, limit=limit)
+    rows = list(session.scalars(stmt))
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
+    return rows, next_cursor
+
+
+def purge_logs(session: Session, *, older_than_days: int) -> tuple[int, datetime]:
+    """Delete log lines older than the retention (all workspaces); returns (count, cutoff)."""
+    cutoff = clock.now() - timedelta(days=older_than_days)
+    result = session.execute(delete(StructuredLog).where(StructuredLog.created_at < cutoff))
+    deleted = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    if deleted:
+        create_log(
+            session,
+            message="logs.purged",
+            metadata={"deleted": deleted, "older_than": cutoff.isoformat()},
+        )
+    return deleted, cutoff
+
+
+def count_by_source_level(
+    session: Session, workspace_id: uuid.UUID, *, since: datetime
+) -> list[tuple[str, str, int]]:
+    """(source, level, count) of log lines since ``since``."""
+    rows = session.execute(
+        select(StructuredLog.source, StructuredLog.level, func.count(StructuredLog.id))
+        .where(StructuredLog.workspace_id == workspace_id, StructuredLog.created_at >= since)
+        .group_by(StructuredLog.source, StructuredLog.level)
+        .order_by(StructuredLog.source, StructuredLog.level)
+    ).all()
+    return [(source, level, int(n)) for source, level, n in rows]
+
+
+def list_recent_errors(
+    session: Session, workspace_id: uuid.UUID, *, since: datetime, limit: int = 10
+) -> list[StructuredLog]:
+    return list(
+        session.scalars(
+            select(StructuredLog)
+            .where(
+                StructuredLog.workspace_id == workspace_id,
+                StructuredLog.created_at >= since,
+                StructuredLog.level == "error",
+            )
+            .order_by(StructuredLog.created_at.desc())
+            .limit(limit)
+        )
+    )

@@ -1,0 +1,1 @@
+"""Runs: the lifecycle, the service that creates and decides them, and the engine."""

@@ -1,0 +1,222 @@
+"""The run pipeline (seed 001): claim → gather context → call the model → validate → store.
+
+Each step is its own transaction, so a crash leaves the run at the last committed step and
+the facts and prompt already stored (replayable). This module is a task boundary: it commits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+import uuid
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from runhq import clock
+from runhq.config import Settings
+from runhq.context.schemas import ContextRequest
+from runhq.context.service import gather_context
+from runhq.llm.gateway import (
+    Completion,
+    Gateway,
+    ModelUnavailable,
+    OutputInvalidAfterRepair,
+    render_offline,
+)
+from runhq.llm.output import format_instructions
+from runhq.registry.schemas import RunTypeSpec
+from runhq.registry.service import Registry
+from runhq.runs.models import Run, RunStatus
+from runhq.runs.state import StaleTransition, transition
+
+logger = logging.getLogger(__name__)
+
+
+class RunCancelled(Exception):
+    pass
+
+
+def build_messages(
+    spec: RunTypeSpec, persona: str, context: dict[str, Any], lang: str = "en"
+) -> list[dict[str, str]]:
+    """The prompt: the agent's persona and task as system, the facts (JSON) as user."""
+    system = (
+        f"{persona}\n\n## Task: {spec.label.en}\n{spec.task_prompt}\n\n"
+        f"Steps: {'; '.join(spec.steps)}.\n\n{format_instructions(spec.output_sections)}"
+    )
+    user = "Facts gathered for this run (JSON). Base every statement on them.\n" + json.dumps(
+        context, ensure_ascii=False, default=str
+    )
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def _topic(spec: RunTypeSpec, params: dict[str, Any], platform_key: str | None) -> str:
+    for key in ("query", "topic", "competitors", "market", "url", "focus"):
+        value = params.get(key)
+        if value:
+            return " ".join(value) if isinstance(value, list) else str(value)
+    return f"{spec.label.en} {platform_key or ''}".strip()
+
+
+def _sanitise(exc: BaseException) -> str:
+    if isinstance(exc, ModelUnavailable | OutputInvalidAfterRepair):
+        return str(exc)[:2000]
+    return f"internal error ({type(exc).__name__}); see the structured logs of this run"
+
+
+class Engine:
+    """Executes runs. Stateless between runs: everything is read from and written to the DB."""
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        settings: Settings,
+        registry: Registry,
+        gateway: Gateway | None = None,
+    ) -> None:
+        self.sessions = session_factory
+        self.settings = settings
+        self.registry = registry
+        self.gateway = gateway or Gateway(settings)
+
+    def execute(self, run_id: uuid.UUID) -> RunStatus | None:
+        """Run ``run_id`` if it is queued. Returns its final status, or None if not ours."""
+        session = self.sessions()
+        try:
+            return self._execute(session, run_id)
+        finally:
+            session.close()
+
+    def _execute(self, session: Session, run_id: uuid.UUID) -> RunStatus | None:
+        run = session.get(Run, run_id)
+        if run is None or run.status != RunStatus.queued:
+            session.rollback()
+            return None
+        spec = self.registry.get(run.run_type)
+        try:
+            transition(session, run, RunStatus.running)
+            session.commit()
+        except StaleTransition:  # another worker claimed it, or it was cancelled
+            session.rollback()
+            return None
+        started = time.monotonic()
+        deadline = started + spec.timeout_seconds
+        try:
+            completion = self._pipeline(session, run, spec, deadline)
+        except RunCancelled:
+            return self._finish(
+                session,
+                run,
+                RunStatus.cancelled,
+                started,
+                values={"error": "cancelled while running"},
+            )
+        except Exception as exc:
+            session.rollback()
+            logger.exception("run %s failed", run_id)
+            values: dict[str, Any] = {"error": _sanitise(exc)}
+            if isinstance(exc, OutputInvalidAfterRepair):
+                values.update(
+                    tokens_in=exc.tokens_in,
+                    tokens_out=exc.tokens_out,
+                    actual_cost=exc.cost,
+                    model_used=exc.model,
+                )
+            meta = {"error_message": values["error"]}
+            if self.settings.env != "production":
+                meta["error_stack"] = "".join(traceback.format_exception(exc))[-4000:]
+            return self._finish(
+                session, run, RunStatus.failed, started, values=values, log_metadata=meta
+            )
+        values = {
+            "output": completion.output,
+            "executive_summary": completion.output["executive_summary"],
+            "model_used": completion.model_used,
+            "tokens_in": completion.tokens_in,
+            "tokens_out": completion.tokens_out,
+            "actual_cost": completion.cost_eur,
+            "price": {
+                **completion.price,
+                "provider": completion.provider,
+                "calls": completion.calls,
+                "notes": completion.notes,
+            },
+        }
+        session.refresh(run)
+        if run.cancel_requested:
+            return self._finish(
+                session,
+                run,
+                RunStatus.cancelled,
+                started,
+                values={**values, "error": "cancelled while running"},
+            )
+        return self._finish(session, run, RunStatus.completed, started, values=values)
+
+    def _pipeline(
+        self, session: Session, run: Run, spec: RunTypeSpec, deadline: float
+    ) -> Completion:
+        req = ContextRequest(
+            session=session,
+            settings=self.settings,
+            workspace_id=run.workspace_id,
+            run_id=run.id,
+            run_type=run.run_type,
+            platform_key=run.platform_key,
+            params=run.params,
+            topic=_topic(spec, run.params, run.platform_key),
+            now=clock.now(),
+        )
+        context = gather_context(req, spec.context)
+        persona = self.registry.agents[spec.agent].persona
+        messages = build_messages(spec, persona, context)
+        run.context = context
+        run.prompt = {
+            "messages": messages,
+            "model": spec.model,
+            "fallback_model": spec.fallback_model,
+        }
+        run.updated_at = clock.now()
+        session.commit()  # facts and prompt are kept even if the model call never returns
+        self._check_cancel(session, run)
+        if self.gateway.offline:
+            return render_offline(
+                label=spec.label.en, sections=spec.output_sections, context=context
+            )
+        completion = self.gateway.complete(
+            model=spec.model,
+            fallback_model=spec.fallback_model,
+            messages=messages,
+            deadline=deadline,
+        )
+        return completion
+
+    def _check_cancel(self, session: Session, run: Run) -> None:
+        session.refresh(run)
+        if run.cancel_requested:
+            raise RunCancelled
+
+    def _finish(
+        self,
+        session: Session,
+        run: Run,
+        status: RunStatus,
+        started: float,
+        *,
+        values: dict[str, Any],
+        log_metadata: dict[str, Any] | None = None,
+    ) -> RunStatus:
+        run = session.get(Run, run.id) or run
+        session.refresh(run)
+        values = {**values, "duration_ms": int((time.monotonic() - started) * 1000)}
+        try:
+            transition(session, run, status, values=values, log_metadata=log_metadata)
+            session.commit()
+        except StaleTransition:
+            session.rollback()
+            session.refresh(run)
+            return RunStatus(run.status)
+        return status

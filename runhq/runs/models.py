@@ -1,0 +1,91 @@
+"""Runs and their approval decisions."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from runhq import clock
+from runhq.db.base import Base, CreatedAtMixin, IdMixin
+
+
+class RunStatus(StrEnum):
+    pending_approval = "pending_approval"
+    queued = "queued"
+    running = "running"
+    completed = "completed"
+    failed = "failed"
+    cancelled = "cancelled"
+    rejected = "rejected"
+
+
+ACTIVE_STATUSES = frozenset({RunStatus.pending_approval, RunStatus.queued, RunStatus.running})
+TERMINAL_STATUSES = frozenset(
+    {RunStatus.completed, RunStatus.failed, RunStatus.cancelled, RunStatus.rejected}
+)
+
+
+class Run(IdMixin, CreatedAtMixin, Base):
+    __tablename__ = "runs"
+    __table_args__ = (
+        # Anti-double-run at the database: one active run per (workspace, type, platform).
+        # active_key is NULL once the run is terminal, and NULLs never collide.
+        UniqueConstraint("workspace_id", "active_key"),
+        UniqueConstraint("workspace_id", "idempotency_key"),
+        Index("ix_runs_workspace_created", "workspace_id", "created_at"),
+        Index("ix_runs_workspace_status", "workspace_id", "status"),
+        Index("ix_runs_workspace_type_created", "workspace_id", "run_type", "created_at"),
+    )
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    run_type: Mapped[str] = mapped_column(String(64))
+    agent: Mapped[str] = mapped_column(String(8))
+    platform_key: Mapped[str | None] = mapped_column(String(100), default=None)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20))
+    active_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    requested_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    requested_via: Mapped[str] = mapped_column(String(20), default="api")
+    attempt: Mapped[int] = mapped_column(default=1)
+    parent_run_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("runs.id", ondelete="SET NULL"), default=None, index=True
+    )
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    model_requested: Mapped[str] = mapped_column(String(100))
+    model_used: Mapped[str | None] = mapped_column(String(100), default=None)
+    price: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    prompt: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    context: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    output: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    executive_summary: Mapped[str | None] = mapped_column(Text, default=None)
+    tokens_in: Mapped[int] = mapped_column(default=0)
+    tokens_out: Mapped[int] = mapped_column(default=0)
+    estimated_cost: Mapped[float] = mapped_column(default=0.0)
+    actual_cost: Mapped[float | None] = mapped_column(default=None)
+    duration_ms: Mapped[int | None] = mapped_column(default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=clock.now)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class RunApproval(IdMixin, CreatedAtMixin, Base):
+    """An owner's decision on a gated run, with the reason given."""
+
+    __tablename__ = "run_approvals"
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    decision: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    decided_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )

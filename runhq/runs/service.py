@@ -1,0 +1,620 @@
+"""The only writer of runs and approvals: create, approve, reject, cancel, retry, read.
+
+Services never commit: the request or task boundary does. Work for the executor is
+announced after commit (``on_commit``), so a worker never sees a run that was rolled back.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import jsonschema
+from sqlalchemy import Integer, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from runhq import clock
+from runhq.auth.models import Role
+from runhq.auth.schemas import Actor
+from runhq.auth.service import require_role
+from runhq.costs import service as costs
+from runhq.db.session import on_commit
+from runhq.errors import (
+    DuplicateRun,
+    IdempotencyConflict,
+    InvalidInput,
+    InvalidTransition,
+    NotFound,
+)
+from runhq.logs import service as logs
+from runhq.logs.schemas import LogLevel, LogSource
+from runhq.pagination import encode_cursor, paginate
+from runhq.registry.service import Registry
+from runhq.runs.models import ACTIVE_STATUSES, Run, RunApproval, RunStatus
+from runhq.runs.state import transition
+
+# Called after commit with the id of a run that became queued: the executor's doorbell.
+Notifier = Callable[[uuid.UUID], None]
+
+
+def _active_key(run_type: str, platform_key: str | None) -> str:
+    return f"{run_type}|{platform_key or ''}"
+
+
+def check_params(registry: Registry, run_type: str, params: dict[str, Any]) -> None:
+    """422 naming the first parameter at fault."""
+    spec = registry.get(run_type)
+    validator = jsonschema.Draft202012Validator(spec.params_schema)
+    errors = sorted(validator.iter_errors(params), key=lambda e: list(e.path))
+    if not errors:
+        return
+    err = errors[0]
+    if err.validator == "additionalProperties":
+        allowed = sorted(spec.params) or ["(none)"]
+        unknown = sorted(set(params) - set(spec.params))
+        raise InvalidInput(
+            f"params: unknown parameter(s) {', '.join(unknown)} for {run_type}; "
+            f"accepted: {', '.join(allowed)}",
+            details={"field": f"params.{unknown[0]}", "accepted": allowed},
+        )
+    if err.validator == "required":
+        missing = err.message.split("'")[1] if "'" in err.message else "?"
+        raise InvalidInput(
+            f"params.{missing}: required for {run_type}",
+            details={"field": f"params.{missing}"},
+        )
+    field = "params." + ".".join(str(p) for p in err.path)
+    raise InvalidInput(f"{field}: {err.message}", details={"field": field})
+
+
+def get_run(session: Session, actor: Actor, run_id: uuid.UUID) -> Run:
+    run = session.get(Run, run_id)
+    if run is None or run.workspace_id != actor.workspace_id:
+        raise NotFound(f"no run {run_id}")
+    return run
+
+
+def _find_active(session: Session, workspace_id: uuid.UUID, key: str) -> Run | None:
+    return session.scalar(
+        select(Run).where(Run.workspace_id == workspace_id, Run.active_key == key)
+    )
+
+
+def _override_if_stuck(session: Session, run: Run, stuck_after: timedelta) -> bool:
+    """Seed 001: a run 'running' for more than 15 min is stuck: fail it, allow a new one."""
+    if run.status != RunStatus.running or run.started_at is None:
+        return False
+    running_for = clock.now() - run.started_at
+    if running_for <= stuck_after:
+        return False
+    minutes = int(running_for.total_seconds() // 60)
+    transition(
+        session,
+        run,
+        RunStatus.failed,
+        values={"error": f"stuck: running for {minutes} min with no result (overridden)"},
+        log_metadata={"error_message": "stuck run overridden"},
+    )
+    logs.create_log(
+        session,
+        message="autopilot.stuck_run_override",
+        level=LogLevel.warn,
+        source=LogSource.autopilot,
+        workspace_id=run.workspace_id,
+        run_id=run.id,
+        metadata={
+            "job_key": run.run_type,
+            "run_type": run.run_type,
+            "stuck_run_id": str(run.id),
+            "running_minutes": minutes,
+        },
+    )
+    return True
+
+
+def _duplicate_error(run: Run) -> DuplicateRun:
+    minutes = 0
+    if run.started_at is not None:
+        minutes = int((clock.now() - run.started_at).total_seconds() // 60)
+    return DuplicateRun(
+        f"a {run.run_type} run is already {run.status.replace('_', ' ')} "
+        f"({run.id}); wait for it or cancel it",
+        details={"running_run_id": str(run.id), "status": run.status, "running_minutes": minutes},
+    )
+
+
+def create_run(
+    session: Session,
+    actor: Actor,
+    registry: Registry,
+    *,
+    run_type: str,
+    platform_key: str | None = None,
+    params: dict[str, Any] | None = None,
+    idempotency_key: str | None = None,
+    stuck_after: timedelta = timedelta(minutes=15),
+    tz: str = "Europe/Paris",
+    notify: Notifier | None = None,
+    parent: Run | None = None,
+) -> tuple[Run, bool]:
+    """Create a run, or return the one an idempotency key already created.
+
+    Returns ``(run, created)``. Refuses before writing anything: unknown type (400), bad
+    params (422), a viewer (403), an active run of the same type and platform (409), or a
+    budget that this run's estimate would exceed (402).
+    """
+    require_role(actor, Role.operator, "starting a run")
+    spec = registry.get(run_type)
+    params = dict(params or {})
+    check_params(registry, run_type, params)
+
+    if idempotency_key:
+        existing = session.scalar(
+            select(Run).where(
+                Run.workspace_id == actor.workspace_id, Run.idempotency_key == idempotency_key
+            )
+        )
+        if existing is not None:
+            if (existing.run_type, existing.platform_key, existing.params) != (
+                run_type,
+                platform_key,
+                params,
+            ):
+                raise IdempotencyConflict(
+                    f"idempotency key {idempotency_key!r} was used for a different request "
+                    f"(run {existing.id})",
+                    details={"run_id": str(existing.id)},
+                )
+            return existing, False
+
+    key = _active_key(run_type, platform_key)
+    active = _find_active(session, actor.workspace_id, key)
+    if active is not None and not _override_if_stuck(session, active, stuck_after):
+        raise _duplicate_error(active)
+
+    costs.check_budget(
+        session, actor.workspace_id, agent=spec.agent, estimate=spec.estimated_cost_eur, tz=tz
+    )
+
+    status = RunStatus.pending_approval if spec.requires_approval else RunStatus.queued
+    now = clock.now()
+    run = Run(
+        workspace_id=actor.workspace_id,
+        run_type=run_type,
+        agent=spec.agent,
+        platform_key=platform_key,
+        params=params,
+        status=status.value,
+        active_key=key,
+        idempotency_key=idempotency_key,
+        requested_by=actor.user_id,
+        requested_via=actor.via,
+        model_requested=spec.model,
+        estimated_cost=spec.estimated_cost_eur,
+        attempt=parent.attempt + 1 if parent else 1,
+        parent_run_id=parent.id if parent else None,
+        created_at=now,
+        updated_at=now,
+    )
+    # The unique (workspace_id, active_key) index settles races the check above cannot see.
+    try:
+        with session.begin_nested():
+            session.add(run)
+            session.flush()
+    except IntegrityError:
+        winner = _find_active(session, actor.workspace_id, key)
+        if winner is not None:
+            raise _duplicate_error(winner) from None
+        if idempotency_key:
+            again = session.scalar(
+                select(Run).where(
+                    Run.workspace_id == actor.workspace_id,
+                    Run.idempotency_key == idempotency_key,
+                )
+            )
+            if again is not None:
+                return again, False
+        raise
+    logs.create_log(
+        session,
+        message="run.created",
+        source=LogSource.executive_run,
+        workspace_id=run.workspace_id,
+        run_id=run.id,
+        metadata={
+            "run_type": run_type,
+            "platform_key": platform_key,
+            "status": status.value,
+            "user_id": str(actor.user_id),
+            "via": actor.via,
+            "cost_estimate": spec.estimated_cost_eur,
+            "parent_run_id": str(parent.id) if parent else None,
+        },
+    )
+    if status == RunStatus.queued and notify is not None:
+        run_id = run.id
+        on_commit(session, lambda: notify(run_id))
+    return run, True
+
+
+def approve_run(
+    session: Session,
+    actor: Actor,
+    run_id: uuid.UUID,
+    *,
+    reason: str | None,
+    notify: Notifier | None = None,
+) -> Run:
+    """An owner lets a gated run go to the queue; nothing reached a model before this."""
+    require_role(actor, Role.owner, "approving a run")
+    run = get_run(session, actor, run_id)
+    if run.status != RunStatus.pending_approval:
+        raise InvalidTransition(
+            f"run {run.id} is {run.status}, not pending_approval: nothing to approve",
+            details={"status": run.status},
+        )
+    _record_decision(session, actor, run, "approved", reason)
+    transition(
+        session,
+        run,
+        RunStatus.queued,
+        log_metadata={"approved_by": str(actor.user_id), "reason": reason},
+    )
+    if notify is not None:
+        on_commit(session, lambda: notify(run_id))
+    return run
+
+
+def reject_run(session: Session, actor: Actor, run_id: uuid.UUID, *, reason: str) -> Run:
+    require_role(actor, Role.owner, "rejecting a run")
+    run = get_run(session, actor, run_id)
+    if run.status != RunStatus.pending_approval:
+        raise InvalidTransition(
+            f"run {run.id} is {run.status}, not pending_approval: nothing to reject",
+            details={"status": run.status},
+        )
+    _record_decision(session, actor, run, "rejected", reason)
+    transition(
+        session,
+        run,
+        RunStatus.rejected,
+        values={"error": f"rejected: {reason}"},
+        log_metadata={"rejected_by": str(actor.user_id), "reason": reason},
+    )
+    return run
+
+
+def _record_decision(
+    session: Session, actor: Actor, run: Run, decision: str, reason: str | None
+) -> None:
+    session.add(
+        RunApproval(
+            workspace_id=run.workspace_id,
+            run_id=run.id,
+            decision=decision,
+            reason=reason,
+            decided_by=actor.user_id,
+            created_at=clock.now(),
+        )
+    )
+
+
+def cancel_run(session: Session, actor: Actor, run_id: uuid.UUID) -> Run:
+    """Cancel a waiting run at once; ask a running one to stop at its next checkpoint."""
+    require_role(actor, Role.operator, "cancelling a run")
+    run = get_run(session, actor, run_id)
+    status = RunStatus(run.status)
+    if status in (RunStatus.pending_approval, RunStatus.queued):
+        transition(
+            session, run, RunStatus.cancelled, log_metadata={"cancelled_by": str(actor.user_id)}
+        )
+    elif status == RunStatus.running:
+        run.cancel_requested = True
+        run.updated_at = clock.now()
+        logs.create_log(
+            session,
+            message="run.cancel_requested",
+            level=LogLevel.warn,
+            source=LogSource.executive_run,
+            workspace_id=run.workspace_id,
+            run_id=run.id,
+            metadata={"cancelled_by": str(actor.user_id)},
+        )
+    else:
+        raise InvalidTransition(
+            f"run {run.id} is already {run.status}: nothing to cancel",
+            details={"status": run.status},
+        )
+    return run
+
+
+def retry_run(
+    session: Session,
+    actor: Actor,
+    registry: Registry,
+    run_id: uuid.UUID,
+    *,
+    stuck_after: timedelta,
+    tz: str,
+    notify: Notifier | None = None,
+) -> Run:
+    """A new run with the same request, linked to the failed (or cancelled) one."""
+    run = get_run(session, actor, run_id)
+    if run.status not in (RunStatus.failed, RunStatus.cancelled):
+        raise InvalidTransition(
+            f"only failed or cancelled runs can be retried; run {run.id} is {run.status}",
+            details={"status": run.status},
+        )
+    new, _ = create_run(
+        session,
+        actor,
+        registry,
+        run_type=run.run_type,
+        platform_key=run.platform_key,
+        params=run.params,
+        stuck_after=stuck_after,
+        tz=tz,
+        notify=notify,
+        parent=run,
+    )
+    return new
+
+
+def list_runs(
+    session: Session,
+    actor: Actor,
+    *,
+    status: list[RunStatus] | None = None,
+    run_type: str | None = None,
+    agent: str | None = None,
+    platform_key: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> tuple[list[Run], str | None]:
+    stmt = select(Run).where(Run.workspace_id == actor.workspace_id)
+    if status:
+        stmt = stmt.where(Run.status.in_([s.value for s in status]))
+    if run_type:
+        stmt = stmt.where(Run.run_type == run_type)
+    if agent:
+        stmt = stmt.where(Run.agent == agent)
+    if platform_key:
+        stmt = stmt.where(Run.platform_key == platform_key)
+    if since:
+        stmt = stmt.where(Run.created_at >= since)
+    if until:
+        stmt = stmt.where(Run.created_at < until)
+    rows = list(session.scalars(paginate(stmt, Run.created_at, Run.id, cursor=cursor, limit=limit)))
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
+    return rows, next_cursor
+
+
+def list_approvals(session: Session, run: Run) -> list[RunApproval]:
+    return list(
+        session.scalars(
+            select(RunApproval).where(RunApproval.run_id == run.id).order_by(RunApproval.created_at)
+        )
+    )
+
+
+def count_by_status(session: Session, workspace_id: uuid.UUID) -> dict[str, int]:
+    rows = session.execute(
+        select(Run.status, func.count(Run.id))
+        .where(Run.workspace_id == workspace_id)
+        .group_by(Run.status)
+    ).all()
+    return {status: int(n) for status, n in rows}
+
+
+def list_queued_ids(session: Session, *, limit: int = 100) -> list[uuid.UUID]:
+    """Queued runs of every workspace, oldest first (the executor's dispatcher reads this)."""
+    return list(
+        session.scalars(
+            select(Run.id)
+            .where(Run.status == RunStatus.queued.value)
+            .order_by(Run.created_at)
+            .limit(limit)
+        )
+    )
+
+
+def is_active(run: Run) -> bool:
+    return RunStatus(run.status) in ACTIVE_STATUSES
+
+
+def get_recent_run_stats(
+    session: Session,
+    workspace_id: uuid.UUID,
+    *,
+    since: datetime,
+    platform_key: str | None = None,
+) -> list[dict[str, Any]]:
+    """Per run type and platform since ``since``: counts by status and the latest summary."""
+    stmt = (
+        select(Run.run_type, Run.platform_key, Run.status, func.count(Run.id))
+        .where(Run.workspace_id == workspace_id, Run.created_at >= since)
+        .group_by(Run.run_type, Run.platform_key, Run.status)
+    )
+    if platform_key:
+        stmt = stmt.where(Run.platform_key == platform_key)
+    stats: dict[tuple[str, str | None], dict[str, Any]] = {}
+    for run_type, platform, status, count in session.execute(stmt).all():
+        entry = stats.setdefault(
+            (run_type, platform),
+            {"run_type": run_type, "platform_key": platform, "total": 0, "by_status": {}},
+        )
+        entry["by_status"][status] = int(count)
+        entry["total"] += int(count)
+    return sorted(stats.values(), key=lambda e: (-e["total"], e["run_type"]))
+
+
+def list_latest_completed(
+    session: Session,
+    workspace_id: uuid.UUID,
+    *,
+    since: datetime,
+    limit: int = 10,
+    exclude_run_id: uuid.UUID | None = None,
+) -> list[Run]:
+    stmt = (
+        select(Run)
+        .where(
+            Run.workspace_id == workspace_id,
+            Run.created_at >= since,
+            Run.status == RunStatus.completed.value,
+        )
+        .order_by(Run.finished_at.desc())
+        .limit(limit)
+    )
+    if exclude_run_id is not None:
+        stmt = stmt.where(Run.id != exclude_run_id)
+    return list(session.scalars(stmt))
+
+
+def list_failed(
+    session: Session, workspace_id: uuid.UUID, *, since: datetime, limit: int = 20
+) -> list[Run]:
+    return list(
+        session.scalars(
+            select(Run)
+            .where(
+                Run.workspace_id == workspace_id,
+                Run.created_at >= since,
+                Run.status == RunStatus.failed.value,
+            )
+            .order_by(Run.created_at.desc())
+            .limit(limit)
+        )
+    )
+
+
+def list_pending_approval(session: Session, workspace_id: uuid.UUID) -> list[Run]:
+    return list(
+        session.scalars(
+            select(Run)
+            .where(Run.workspace_id == workspace_id, Run.status == RunStatus.pending_approval.value)
+            .order_by(Run.created_at)
+        )
+    )
+
+
+def get_agent_stats(
+    session: Session, workspace_id: uuid.UUID, *, since: datetime
+) -> list[dict[str, Any]]:
+    """Per agent since ``since``: runs, completed, failed, success rate, cost, mean duration."""
+    rows = session.execute(
+        select(
+            Run.agent,
+            func.count(Run.id),
+            func.sum(func.cast(Run.status == RunStatus.completed.value, type_=Integer)),
+            func.sum(func.cast(Run.status == RunStatus.failed.value, type_=Integer)),
+            func.sum(func.coalesce(Run.actual_cost, 0.0)),
+            func.avg(Run.duration_ms),
+        )
+        .where(Run.workspace_id == workspace_id, Run.created_at >= since)
+        .group_by(Run.agent)
+        .order_by(Run.agent)
+    ).all()
+    out = []
+    for agent, total, done, failed, cost, avg_ms in rows:
+        done, failed = int(done or 0), int(failed or 0)
+        finished = done + failed
+        out.append(
+            {
+                "agent": agent,
+                "runs": int(total),
+                "completed": done,
+                "failed": failed,
+                "success_rate": round(done / finished, 3) if finished else None,
+                "cost_eur": round(float(cost or 0.0), 4),
+                "avg_duration_ms": int(avg_ms) if avg_ms is not None else None,
+            }
+        )
+    return out
+
+
+def import_run_record(
+    session: Session,
+    workspace_id: uuid.UUID,
+    registry: Registry,
+    *,
+    run_type: str,
+    status: RunStatus,
+    created_at: datetime,
+    requested_via: str,
+    platform_key: str | None = None,
+    executive_summary: str | None = None,
+    error: str | None = None,
+    tokens_in: int = 0,
+    tokens_out: int = 0,
+    actual_cost: float | None = None,
+    duration_ms: int | None = None,
+    model_used: str | None = None,
+) -> Run:
+    """Record a finished run from elsewhere (history import, demo data): no execution."""
+    if status not in (RunStatus.completed, RunStatus.failed, RunStatus.cancelled):
+        raise InvalidInput("only finished runs can be imported", details={"field": "status"})
+    spec = registry.get(run_type)
+    finished = created_at + timedelta(milliseconds=duration_ms or 0)
+    run = Run(
+        workspace_id=workspace_id,
+        run_type=run_type,
+        agent=spec.agent,
+        platform_key=platform_key,
+        params={},
+        status=status.value,
+        requested_via=requested_via,
+        model_requested=spec.model,
+        model_used=model_used,
+        estimated_cost=spec.estimated_cost_eur,
+        actual_cost=actual_cost,
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        duration_ms=duration_ms,
+        executive_summary=executive_summary,
+        error=error,
+        output={
+            "executive_summary": executive_summary,
+            "sections": [{"title": "Summary", "content": executive_summary}],
+        }
+        if executive_summary
+        else None,
+        created_at=created_at,
+        updated_at=finished,
+        started_at=created_at,
+        finished_at=finished,
+    )
+    session.add(run)
+    session.flush()
+    event = {
+        RunStatus.completed: ("run.completed", LogLevel.info),
+        RunStatus.failed: ("run.failed", LogLevel.error),
+        RunStatus.cancelled: ("run.cancelled", LogLevel.warn),
+    }[status]
+    log = logs.create_log(
+        session,
+        message=event[0],
+        level=event[1],
+        source=LogSource.executive_run,
+        workspace_id=workspace_id,
+        run_id=run.id,
+        metadata={
+            "run_type": run_type,
+            "platform_key": platform_key,
+            "model": model_used,
+            "duration_ms": duration_ms,
+            "cost_estimate": spec.estimated_cost_eur,
+            "error_message": error,
+            "imported_via": requested_via,
+        },
+    )
+    log.created_at = finished
+    return run

@@ -1,0 +1,1 @@
+"""The FastAPI application: /api/v1 routers, error rendering, health."""

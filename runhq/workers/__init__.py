@@ -1,0 +1,1 @@
+"""Executors: where runs execute. ``local`` (threads in this process) by default."""

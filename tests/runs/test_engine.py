@@ -1,0 +1,231 @@
+"""The engine end to end: every run type on the offline provider and on the fake
+OpenAI-compatible server; failures, cancellation and replayable context."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from runhq.auth.schemas import Actor
+from runhq.logs.models import StructuredLog
+from runhq.registry.service import get_registry
+from runhq.runs import service as runs
+from runhq.runs.models import Run, RunStatus
+from runhq.runtime import Runtime
+from tests.conftest import Team, make_runtime, make_settings
+from tests.fakes.openai_server import FakeOpenAI
+
+REGISTRY = get_registry()
+ALL_TYPES = list(REGISTRY.run_types)
+MODELS = ("gemini-2.5-pro", "gemini-2.5-flash", "gemini-3-flash")
+
+# Minimal valid params for the types that require some.
+REQUIRED_PARAMS = {
+    "PRICING_CHANGE": {"product": "prod_123", "new_amount_cents": 2900, "currency": "eur"},
+    "MASS_EMAIL_CAMPAIGN": {"subject": "November news"},
+    "RLS_POLICY_UPDATE": {"table": "invoices"},
+}
+
+
+def _start(runtime: Runtime, session: Session, actor: Actor, run_type: str, owner: Actor) -> Run:
+    run, _ = runs.create_run(
+        session,
+        actor,
+        runtime.registry,
+        run_type=run_type,
+        params=REQUIRED_PARAMS.get(run_type, {}),
+    )
+    if run.status == RunStatus.pending_approval:
+        runs.approve_run(session, owner, run.id, reason="test")
+    session.commit()
+    return run
+
+
+def _messages(session: Session, run: Run) -> list[str]:
+    return list(
+        session.scalars(
+            select(StructuredLog.message)
+            .where(StructuredLog.run_id == run.id)
+            .order_by(StructuredLog.created_at)
+        )
+    )
+
+
+def test_registry_has_the_29_types() -> None:
+    assert len(ALL_TYPES) == 29
+
+
+@pytest.mark.parametrize("run_type", ALL_TYPES)
+def test_every_type_completes_offline(
+    runtime: Runtime, session: Session, team: Team, run_type: str
+) -> None:
+    run = _start(runtime, session, team.operator, run_type, team.owner)
+    assert runtime.engine.execute(run.id) == RunStatus.completed
+    session.refresh(run)
+    assert run.model_used == "offline"
+    assert run.executive_summary
+    assert "offline" in run.executive_summary
+    assert run.actual_cost == 0.0
+    assert run.context is not None
+    assert set(run.context["facts"]) == set(REGISTRY.run_types[run_type].context)
+    assert run.duration_ms is not None
+    assert run.finished_at is not None
+    assert run.active_key is None
+    events = _messages(session, run)
+    assert events[-2:] == ["run.started", "run.completed"]
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI(models=MODELS) as server:
+        yield server
+
+
+@pytest.fixture
+def online(
+    tmp_path: Path,
+    database_url: str,
+    sessions: sessionmaker[Session],
+    db_engine: Engine,
+    fake: FakeOpenAI,
+) -> Runtime:
+    fake.reset()
+    settings = make_settings(
+        tmp_path, database_url, llm_base_url=fake.base_url, llm_api_key=fake.api_key
+    )
+    return make_runtime(settings, sessions, db_engine)
+
+
+def _report(summary: str) -> str:
+    return json.dumps(
+        {
+            "executive_summary": summary,
+            "sections": [{"title": "Findings", "content": "…"}],
+            "recommendations": ["Do the thing"],
+        }
+    )
+
+
+@pytest.mark.parametrize("run_type", ALL_TYPES)
+def test_every_type_completes_against_the_fake_model(
+    online: Runtime, session: Session, team: Team, fake: FakeOpenAI, run_type: str
+) -> None:
+    spec = REGISTRY.run_types[run_type]
+    fake.enqueue_content(_report(f"{run_type} summary"), model=spec.model)
+    run = _start(online, session, team.operator, run_type, team.owner)
+    assert online.engine.execute(run.id) == RunStatus.completed
+    session.refresh(run)
+    assert run.executive_summary == f"{run_type} summary"
+    assert run.model_used == spec.model
+    assert run.tokens_in > 0
+    assert run.tokens_out > 0
+    assert run.actual_cost is not None
+    assert run.actual_cost > 0
+    assert run.price is not None
+    assert run.price["model"] == spec.model
+    request = fake.chat_requests[-1].body
+    assert request is not None
+    system, user = request["messages"][0]["content"], request["messages"][1]["content"]
+    assert REGISTRY.agents[spec.agent].persona[:60] in system
+    assert spec.task_prompt[:60] in system
+    assert json.loads(user.split("\n", 1)[1])["facts"].keys() == set(spec.context)
+    assert run.prompt is not None
+    assert run.prompt["messages"][0]["content"] == system
+
+
+def test_model_failure_fails_the_run_with_a_sanitised_error(
+    online: Runtime, session: Session, team: Team, fake: FakeOpenAI
+) -> None:
+    for _ in range(6):
+        fake.enqueue_server_error(500)
+    run = _start(online, session, team.operator, "SEO_AUDIT", team.owner)
+    assert online.engine.execute(run.id) == RunStatus.failed
+    session.refresh(run)
+    assert run.error is not None
+    assert "HTTP 500" in run.error
+    assert fake.api_key not in run.error
+    assert run.context is not None  # the facts were kept: the run can be replayed
+    assert _messages(session, run)[-1] == "run.failed"
+    failed_log = session.scalars(
+        select(StructuredLog).where(
+            StructuredLog.run_id == run.id, StructuredLog.message == "run.failed"
+        )
+    ).one()
+    assert failed_log.level == "error"
+    assert "HTTP 500" in failed_log.meta["error_message"]
+    # The failed run can be retried into a new, linked run.
+    retry = runs.retry_run(
+        session,
+        team.owner,
+        online.registry,
+        run.id,
+        stuck_after=online.stuck_after,
+        tz="Europe/Paris",
+    )
+    assert retry.parent_run_id == run.id
+
+
+def test_invalid_output_twice_fails_and_records_what_it_cost(
+    online: Runtime, session: Session, team: Team, fake: FakeOpenAI
+) -> None:
+    fake.enqueue_content("{oops")
+    fake.enqueue_content("{oops again")
+    run = _start(online, session, team.operator, "SEO_AUDIT", team.owner)
+    assert online.engine.execute(run.id) == RunStatus.failed
+    session.refresh(run)
+    assert "invalid report twice" in (run.error or "")
+    assert run.actual_cost is not None
+    assert run.actual_cost > 0
+
+
+def test_a_claimed_run_is_not_executed_twice(
+    runtime: Runtime, session: Session, team: Team
+) -> None:
+    run = _start(runtime, session, team.operator, "SEO_AUDIT", team.owner)
+    assert runtime.engine.execute(run.id) == RunStatus.completed
+    assert runtime.engine.execute(run.id) is None
+    assert _messages(session, run).count("run.started") == 1
+
+
+def test_pending_approval_never_reaches_the_model(
+    online: Runtime, session: Session, team: Team, fake: FakeOpenAI
+) -> None:
+    run, _ = runs.create_run(
+        session, team.operator, online.registry, run_type="DEPLOY_TO_PRODUCTION"
+    )
+    session.commit()
+    assert online.engine.execute(run.id) is None
+    assert fake.chat_requests == []
+    session.refresh(run)
+    assert run.status == RunStatus.pending_approval
+
+
+def test_cancel_requested_while_running_ends_cancelled(
+    runtime: Runtime, session: Session, team: Team
+) -> None:
+    run = _start(runtime, session, team.operator, "SEO_AUDIT", team.owner)
+    original = runtime.engine._check_cancel
+
+    def cancel_then_check(s: Session, r: Run) -> None:
+        runs.cancel_run(s, team.owner, r.id)
+        s.commit()
+        original(s, r)
+
+    runtime.engine._check_cancel = cancel_then_check  # type: ignore[method-assign]
+    assert runtime.engine.execute(run.id) == RunStatus.cancelled
+    session.refresh(run)
+    assert run.status == RunStatus.cancelled
+
+
+def test_cancelled_queued_run_is_not_executed(
+    runtime: Runtime, session: Session, team: Team
+) -> None:
+    run = _start(runtime, session, team.operator, "SEO_AUDIT", team.owner)
+    runs.cancel_run(session, team.owner, run.id)
+    session.commit()
+    assert runtime.engine.execute(run.id) is None
