@@ -1,0 +1,131 @@
+"""Login, tokens and API keys: 401 for who-are-you, 403 for not-allowed."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import jwt
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from runhq import clock
+from runhq.auth import service as auth
+from runhq.auth.models import ApiKey
+from runhq.clock import FrozenClock
+from runhq.runtime import Runtime
+from tests.conftest import PASSWORD, Team, bearer
+
+
+def _login(client: TestClient, email: str, password: str) -> tuple[int, dict[str, object]]:
+    r = client.post("/api/v1/auth/token", data={"username": email, "password": password})
+    return r.status_code, r.json()
+
+
+def test_password_login_gives_a_working_jwt(client: TestClient, team: Team) -> None:
+    status, body = _login(client, team.emails[auth.Role.owner], PASSWORD)
+    assert status == 200
+    assert body["token_type"] == "bearer"
+    me = client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert me.status_code == 200
+    assert me.json()["role"] == "owner"
+
+
+def test_wrong_password_and_unknown_user_get_the_same_401(client: TestClient, team: Team) -> None:
+    a = _login(client, team.emails[auth.Role.owner], "wrong-password-x")
+    b = _login(client, "nobody@example.com", PASSWORD)
+    assert a[0] == b[0] == 401
+    assert a[1] == b[1]
+
+
+def test_login_form_fields_are_required(client: TestClient) -> None:
+    r = client.post("/api/v1/auth/token", data={"username": "x@example.com"})
+    assert r.status_code == 422
+    assert r.json()["error"]["details"]["field"] == "password"
+
+
+def test_missing_token_is_401_with_www_authenticate(client: TestClient) -> None:
+    r = client.get("/api/v1/runs")
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"] == "Bearer"
+    assert "auth/token" in r.json()["error"]["message"]
+
+
+def test_expired_jwt_is_401(client: TestClient, runtime: Runtime, team: Team) -> None:
+    with FrozenClock(clock.now() - timedelta(hours=2)):
+        headers = bearer(runtime, team.owner)
+    r = client.get("/api/v1/runs", headers=headers)
+    assert r.status_code == 401
+    assert "expired" in r.json()["error"]["message"]
+
+
+def test_tampered_jwt_is_401(client: TestClient, runtime: Runtime, team: Team) -> None:
+    token = bearer(runtime, team.viewer)["Authorization"].split()[1]
+    claims = jwt.decode(token, options={"verify_signature": False})
+    claims["sub"] = str(team.owner.user_id)  # escalate, re-signed with another key
+    forged = jwt.encode(claims, "another-key-" + "y" * 40, algorithm="HS256")
+    assert (
+        client.get("/api/v1/runs", headers={"Authorization": f"Bearer {forged}"}).status_code == 401
+    )
+    header, payload, signature = token.split(".")
+    flipped = (
+        header + "." + payload + "." + signature[:-2] + ("AA" if signature[-2:] != "AA" else "BB")
+    )
+    assert (
+        client.get("/api/v1/runs", headers={"Authorization": f"Bearer {flipped}"}).status_code
+        == 401
+    )
+    none_alg = jwt.encode(claims, key=None, algorithm="none")  # type: ignore[arg-type]
+    assert (
+        client.get("/api/v1/runs", headers={"Authorization": f"Bearer {none_alg}"}).status_code
+        == 401
+    )
+
+
+def test_api_key_is_shown_once_hashed_at_rest_and_revocable(
+    client: TestClient, runtime: Runtime, team: Team, session: Session
+) -> None:
+    h = bearer(runtime, team.operator)
+    created = client.post("/api/v1/auth/api-keys", json={"name": "ci"}, headers=h)
+    assert created.status_code == 201
+    raw = created.json()["key"]
+    assert raw.startswith("rhq_")
+    stored = session.scalars(select(ApiKey.key_hash)).all()
+    assert raw not in stored
+    assert all(len(h) == 64 for h in stored)
+    listed = client.get("/api/v1/auth/api-keys", headers=h).json()
+    assert "key" not in listed[0]
+    key_headers = {"Authorization": f"Bearer {raw}"}
+    assert client.get("/api/v1/runs", headers=key_headers).status_code == 200
+    # The key carries its user's role: an operator's key cannot approve.
+    run = client.post(
+        "/api/v1/runs", json={"run_type": "RELEASE_GATE_CHECK"}, headers=key_headers
+    ).json()
+    assert client.post(f"/api/v1/runs/{run['id']}/approve", headers=key_headers).status_code == 403
+    revoke = client.delete(f"/api/v1/auth/api-keys/{created.json()['id']}", headers=h)
+    assert revoke.status_code == 200
+    assert client.get("/api/v1/runs", headers=key_headers).status_code == 401
+
+
+def test_bad_api_key_inputs(
+    client: TestClient, runtime: Runtime, team: Team, session: Session
+) -> None:
+    h = bearer(runtime, team.operator)
+    before = session.scalar(select(func.count(ApiKey.id)))
+    assert client.post("/api/v1/auth/api-keys", json={"name": ""}, headers=h).status_code == 422
+    assert client.post("/api/v1/auth/api-keys", json={}, headers=h).status_code == 422
+    assert session.scalar(select(func.count(ApiKey.id))) == before
+    assert (
+        client.get("/api/v1/runs", headers={"Authorization": "Bearer rhq_nope"}).status_code == 401
+    )
+    r = client.delete("/api/v1/auth/api-keys/00000000-0000-0000-0000-000000000000", headers=h)
+    assert r.status_code == 404
+
+
+def test_viewer_can_read_but_not_act(client: TestClient, runtime: Runtime, team: Team) -> None:
+    h = bearer(runtime, team.viewer)
+    assert client.get("/api/v1/run-types", headers=h).status_code == 200
+    assert client.get("/api/v1/runs", headers=h).status_code == 200
+    r = client.post("/api/v1/runs", json={"run_type": "SEO_AUDIT"}, headers=h)
+    assert r.status_code == 403
+    assert "operator" in r.json()["error"]["message"]
