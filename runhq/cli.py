@@ -106,7 +106,8 @@ def _actor(session: Session, user: str | None) -> Actor:
 
 
 def _print_json(value: Any) -> None:
-    out.print_json(json.dumps(value, default=str, ensure_ascii=False))
+    # Plain stdout, not rich: machine output must never be wrapped or styled.
+    sys.stdout.write(json.dumps(value, default=str, ensure_ascii=False, indent=2) + "\n")
 
 
 def _parse_id(value: str) -> uuid.UUID:

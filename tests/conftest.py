@@ -93,6 +93,26 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     admin.dispose()
 
 
+@pytest.fixture
+def fresh_database_url(tmp_path: Path) -> Iterator[str]:
+    """An empty database of the configured backend, for code that commits for real."""
+    if BACKEND == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    try:
+        url, admin = _create_pg_database()
+    except Exception as exc:  # noqa: BLE001
+        service_unavailable("PostgreSQL", f"{type(exc).__name__}: {exc}")
+        return
+    yield url
+    from runhq.db.session import get_engine
+
+    get_engine(url).dispose()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+    admin.dispose()
+
+
 @pytest.fixture(scope="session")
 def db_engine(database_url: str) -> Iterator[Engine]:
     engine = build_engine(database_url)

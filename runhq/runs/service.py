@@ -151,28 +151,35 @@ def create_run(
     params = dict(params or {})
     check_params(registry, run_type, params)
 
-    if idempotency_key:
+    def replay() -> Run | None:
+        """The run this idempotency key already created (re-read: races commit meanwhile)."""
+        if not idempotency_key:
+            return None
         existing = session.scalar(
             select(Run).where(
                 Run.workspace_id == actor.workspace_id, Run.idempotency_key == idempotency_key
             )
         )
-        if existing is not None:
-            if (existing.run_type, existing.platform_key, existing.params) != (
-                run_type,
-                platform_key,
-                params,
-            ):
-                raise IdempotencyConflict(
-                    f"idempotency key {idempotency_key!r} was used for a different request "
-                    f"(run {existing.id})",
-                    details={"run_id": str(existing.id)},
-                )
-            return existing, False
+        if existing is not None and (existing.run_type, existing.platform_key, existing.params) != (
+            run_type,
+            platform_key,
+            params,
+        ):
+            raise IdempotencyConflict(
+                f"idempotency key {idempotency_key!r} was used for a different request "
+                f"(run {existing.id})",
+                details={"run_id": str(existing.id)},
+            )
+        return existing
+
+    if (existing := replay()) is not None:
+        return existing, False
 
     key = _active_key(run_type, platform_key)
     active = _find_active(session, actor.workspace_id, key)
     if active is not None and not _override_if_stuck(session, active, stuck_after):
+        if (existing := replay()) is not None:
+            return existing, False
         raise _duplicate_error(active)
 
     costs.check_budget(
@@ -205,18 +212,13 @@ def create_run(
             session.add(run)
             session.flush()
     except IntegrityError:
+        # A concurrent request won the race: replay its run for the same idempotency key,
+        # otherwise report the active run that holds the slot.
+        if (existing := replay()) is not None:
+            return existing, False
         winner = _find_active(session, actor.workspace_id, key)
         if winner is not None:
             raise _duplicate_error(winner) from None
-        if idempotency_key:
-            again = session.scalar(
-                select(Run).where(
-                    Run.workspace_id == actor.workspace_id,
-                    Run.idempotency_key == idempotency_key,
-                )
-            )
-            if again is not None:
-                return again, False
         raise
     logs.create_log(
         session,

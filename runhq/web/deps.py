@@ -35,9 +35,14 @@ def get_session(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Iterator[S
         session.close()
 
 
+# scope="function": the commit happens before the response is sent, so a failed commit is
+# an error response, never a 201 for something the database did not keep.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
 def get_actor(
     runtime: Annotated[Runtime, Depends(get_runtime)],
-    session: Annotated[Session, Depends(get_session)],
+    session: SessionDep,
     token: Annotated[str | None, Depends(oauth2)],
 ) -> Actor:
     if not token:
@@ -46,5 +51,4 @@ def get_actor(
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-SessionDep = Annotated[Session, Depends(get_session)]
 ActorDep = Annotated[Actor, Depends(get_actor)]

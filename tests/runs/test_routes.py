@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -313,3 +314,20 @@ def test_stuck_running_run_is_overridden(
         select(StructuredLog.message).where(StructuredLog.run_id == run.id)
     ).all()
     assert "autopilot.stuck_run_override" in messages
+
+
+def test_a_failed_commit_is_an_error_response_not_a_201(
+    client: TestClient, runtime: Runtime, team: Team, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.orm import Session as SASession
+
+    headers = bearer(runtime, team.owner)
+
+    def broken_commit(self: SASession) -> None:
+        raise RuntimeError("database went away at commit")
+
+    monkeypatch.setattr(SASession, "commit", broken_commit)
+    r = client.post("/api/v1/runs", json={"run_type": "SEO_AUDIT"}, headers=headers)
+    assert r.status_code == 500
+    assert "database went away" not in r.text
+    assert r.json()["error"]["code"] == "internal_error"

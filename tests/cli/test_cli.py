@@ -1,0 +1,197 @@
+"""The ``runhq`` CLI in-process, on a fresh database: verbs, --json, and bad inputs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from runhq import cli
+from runhq.config import get_settings
+
+Cli = Callable[..., tuple[int, str, str]]
+OWNER = "owner@example.com"
+PASSWORD = "a-long-password-1"
+
+
+@pytest.fixture
+def runhq(
+    tmp_path: Path,
+    fresh_database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> Iterator[Cli]:
+    monkeypatch.setenv("RUNHQ_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("RUNHQ_DATABASE_URL", fresh_database_url)
+    get_settings.cache_clear()
+    cli._State.runtime = None
+
+    def invoke(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["runhq", *args])
+        code = 0
+        try:
+            cli.main()
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    yield invoke
+    cli._State.runtime = None
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def initialised(runhq: Cli) -> Cli:
+    code, out, err = runhq("init", "--owner-email", OWNER, "--owner-password", PASSWORD, "--demo")
+    assert code == 0, err
+    assert "owner owner@example.com created" in out
+    return runhq
+
+
+def test_commands_before_init_say_to_run_init(runhq: Cli) -> None:
+    code, _, err = runhq("runs")
+    assert code == 1
+    assert "runhq init" in err
+    assert "Traceback" not in err
+
+
+def test_init_is_idempotent_and_refuses_a_second_owner(initialised: Cli) -> None:
+    code, out, _ = initialised("init", "--owner-email", OWNER, "--owner-password", PASSWORD)
+    assert code == 0
+    assert "nothing changed" in out
+    code, _, err = initialised(
+        "init", "--owner-email", "other@example.com", "--owner-password", PASSWORD
+    )
+    assert code == 1
+    assert "already has an owner" in err
+
+
+def test_init_rejects_a_short_password(runhq: Cli) -> None:
+    code, _, err = runhq("init", "--owner-email", OWNER, "--owner-password", "short")
+    assert code == 1
+    assert "10 characters" in err
+
+
+def test_types_json_lists_the_29(initialised: Cli) -> None:
+    code, out, _ = initialised("types", "--json")
+    assert code == 0
+    types = json.loads(out)
+    assert len(types) == 29
+    assert {"key", "agent", "model", "estimated_cost_eur", "risk", "requires_approval"} <= set(
+        types[0]
+    )
+
+
+def test_run_inline_completes_from_the_demo_data(initialised: Cli) -> None:
+    code, out, err = initialised("run", "DAILY_EXECUTIVE_BRIEF", "--inline", "--json")
+    assert code == 0, err
+    run = json.loads(out)
+    assert run["status"] == "completed"
+    assert run["model_used"] == "offline"
+    assert "runs in the last 7 days" in run["executive_summary"]
+    code, out, _ = initialised("show", run["id"], "--json")
+    assert json.loads(out)["context"]["facts"]["recent_runs"]["data"]["total"] > 0
+
+
+def test_gated_run_waits_then_owner_approves(initialised: Cli) -> None:
+    code, out, _ = initialised("run", "DEPLOY_TO_PRODUCTION", "--platform", "app", "--json")
+    run = json.loads(out)
+    assert run["status"] == "pending_approval"
+    code, _, err = initialised(
+        "user", "add", "ops@example.com", "--password", PASSWORD, "--role", "operator"
+    )
+    assert code == 0, err
+    code, _, err = initialised("approve", run["id"], "--user", "ops@example.com")
+    assert code == 1
+    assert "requires the owner role" in err
+    code, out, _ = initialised("approve", run["id"], "--reason", "ok", "--json")
+    assert code == 0
+    assert json.loads(out)["status"] == "queued"
+
+
+def test_bad_inputs_exit_1_with_one_clear_line(initialised: Cli) -> None:
+    code, _, err = initialised("run", "NOPE")
+    assert code == 1
+    assert "unknown run type 'NOPE'" in err
+    assert "DAILY_EXECUTIVE_BRIEF" in err
+    code, _, err = initialised("run", "REVENUE_FORECAST", "-p", "horizon_months=99")
+    assert code == 1
+    assert "params.horizon_months" in err
+    code, _, err = initialised("run", "SEO_AUDIT", "-p", "novalue")
+    assert code == 1
+    assert "name=value" in err
+    code, _, err = initialised("run", "SEO_AUDIT", "--params-json", "[1]")
+    assert code == 1
+    assert "JSON object" in err
+    code, _, err = initialised("show", "not-a-uuid")
+    assert code == 1
+    assert "not a run id" in err
+    code, _, err = initialised("show", "00000000-0000-0000-0000-000000000000")
+    assert code == 1
+    assert "no run" in err
+    code, _, err = initialised("runs", "--status", "nope")
+    assert code == 2
+    code, _, err = initialised("costs", "--month", "2026-13")
+    assert code == 1
+    assert "month" in err
+    code, _, err = initialised("reject", "00000000-0000-0000-0000-000000000000", "--reason", " ")
+    assert code == 1
+
+
+def test_duplicate_run_is_refused_with_the_running_id(initialised: Cli) -> None:
+    code, out, _ = initialised("run", "SEO_AUDIT", "--json")
+    first = json.loads(out)["id"]
+    code, _, err = initialised("run", "SEO_AUDIT")
+    assert code == 1
+    assert first in err
+
+
+def test_runs_logs_costs_json(initialised: Cli) -> None:
+    code, out, _ = initialised("runs", "--json", "--limit", "5")
+    page = json.loads(out)
+    assert len(page["items"]) == 5
+    assert page["next_cursor"]
+    code, out, _ = initialised("runs", "--json", "--limit", "5", "--cursor", page["next_cursor"])
+    assert {r["id"] for r in json.loads(out)["items"]}.isdisjoint({r["id"] for r in page["items"]})
+    code, out, _ = initialised("logs", "--json", "--level", "error")
+    assert all(item["level"] == "error" for item in json.loads(out)["items"])
+    code, out, _ = initialised("costs", "--json")
+    assert json.loads(out)["budgets"][0]["monthly_limit_eur"] == 50.0
+    code, out, _ = initialised("logs", "purge", "--json")
+    assert code == 0
+    assert json.loads(out)["deleted"] >= 0
+
+
+def test_retry_and_cancel(initialised: Cli) -> None:
+    code, out, _ = initialised("run", "SEO_AUDIT", "--json")
+    run = json.loads(out)["id"]
+    code, out, _ = initialised("cancel", run, "--json")
+    assert json.loads(out)["status"] == "cancelled"
+    code, out, _ = initialised("retry", run, "--json")
+    retried = json.loads(out)
+    assert retried["parent_run_id"] == run
+    code, _, err = initialised("retry", retried["id"])
+    assert code == 1
+    assert "only failed or cancelled" in err
+
+
+def test_budget_and_apikeys(initialised: Cli) -> None:
+    code, _, err = initialised("costs", "budget", "0.01", "--scope", "CFO")
+    assert code == 0, err
+    code, _, err = initialised("run", "FINANCIAL_REPORT")
+    assert code == 1
+    assert "budget" in err
+    code, _, err = initialised("costs", "budget", "1", "--scope", "NOBODY")
+    assert code == 1
+    code, out, _ = initialised("apikey", "create", "ci", "--json")
+    key = json.loads(out)
+    assert key["key"].startswith("rhq_")
+    code, out, _ = initialised("apikey", "list", "--json")
+    assert "key" not in json.loads(out)[0]
+    code, out, _ = initialised("apikey", "revoke", key["id"])
+    assert code == 0
