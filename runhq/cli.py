@@ -7,6 +7,7 @@ database is trusted with it), or as ``--user EMAIL`` to act with that user's rol
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 import uuid
@@ -16,6 +17,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.live import Live
 from rich.spinner import Spinner
@@ -110,12 +112,12 @@ def _print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, default=str, ensure_ascii=False, indent=2) + "\n")
 
 
-def _parse_id(value: str) -> uuid.UUID:
+def _parse_id(value: str, what: str = "run id", listing: str = "runhq runs") -> uuid.UUID:
     try:
         return uuid.UUID(value)
     except ValueError:
         raise InvalidInput(
-            f"{value!r} is not a run id (a UUID, as `runhq runs` shows)", details={"field": "id"}
+            f"{value!r} is not a {what} (a UUID, as `{listing}` shows)", details={"field": "id"}
         ) from None
 
 
@@ -141,7 +143,7 @@ def _runs_table(rows: list[Run]) -> Table:
         table.add_row(
             str(r.id),
             r.run_type,
-            f"[{_STATUS_STYLE.get(r.status, '')}]{r.status}[/]",
+            f"[{_STATUS_STYLE.get(r.status, 'default')}]{r.status}[/]",
             r.platform_key or "—",
             f"{cost:.4f}",
             r.created_at.astimezone().strftime("%Y-%m-%d %H:%M"),
@@ -368,8 +370,10 @@ def runtime_create(
         body = RunCreate(
             run_type=run_type, platform_key=platform, params=params, idempotency_key=idempotency_key
         )
-    except ValueError as exc:
-        raise InvalidInput(str(exc).splitlines()[1] if "\n" in str(exc) else str(exc)) from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise InvalidInput(f"{field}: {first['msg']}", details={"field": field}) from None
     return runs.create_run(
         session,
         actor,
@@ -418,7 +422,7 @@ def _wait_for(runtime: Runtime, run_id: uuid.UUID, timeout: float, *, quiet: boo
 
 
 def _print_run(run: Run) -> None:
-    style = _STATUS_STYLE.get(run.status, "")
+    style = _STATUS_STYLE.get(run.status, "default")
     out.print(f"[bold]{run.run_type}[/] {run.id} [{style}]{run.status}[/]")
     cost = f"€{run.actual_cost:.4f}" if run.actual_cost is not None else "—"
     out.print(
@@ -441,6 +445,7 @@ def runs_(
     limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
     cursor: Annotated[str | None, typer.Option(help="next_cursor of a previous page.")] = None,
     as_json: JsonOpt = False,
+    user: UserOpt = None,
 ) -> None:
     """List runs, newest first."""
     from runhq.runs import service as runs
@@ -450,7 +455,7 @@ def runs_(
             runtime.registry.get(run_type)
         rows, next_cursor = runs.list_runs(
             session,
-            auth.get_default_owner(session),
+            _actor(session, user),
             status=status,
             run_type=run_type,
             agent=agent,
@@ -467,12 +472,16 @@ def runs_(
 
 
 @app.command("show")
-def show(run_id: Annotated[str, typer.Argument(help="Run id.")], as_json: JsonOpt = False) -> None:
+def show(
+    run_id: Annotated[str, typer.Argument(help="Run id.")],
+    as_json: JsonOpt = False,
+    user: UserOpt = None,
+) -> None:
     """One run: status, cost, summary, error."""
     from runhq.runs import service as runs
 
     with _unit_of_work() as (_, session):
-        run = runs.get_run(session, auth.get_default_owner(session), _parse_id(run_id))
+        run = runs.get_run(session, _actor(session, user), _parse_id(run_id))
         if as_json:
             _print_json({**_run_json(run), "context": run.context})
         else:
@@ -568,6 +577,7 @@ def logs_list(
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
     cursor: Annotated[str | None, typer.Option(help="next_cursor of a previous page.")] = None,
     as_json: JsonOpt = False,
+    user: UserOpt = None,
 ) -> None:
     """List structured logs, newest first."""
     if ctx.invoked_subcommand is not None:
@@ -579,7 +589,7 @@ def logs_list(
 
         since = since.replace(tzinfo=UTC)
     with _unit_of_work() as (_, session):
-        actor = auth.get_default_owner(session)
+        actor = _actor(session, user)
         rows, next_cursor = logs.list_logs(
             session,
             workspace_id=actor.workspace_id,
@@ -595,7 +605,7 @@ def logs_list(
             _print_json({"items": items, "next_cursor": next_cursor})
             return
         table = Table("time", "level", "source", "message", "run", box=None)
-        colors = {"error": "red", "warn": "yellow", "info": ""}
+        colors = {"error": "red", "warn": "yellow", "info": "default"}
         for r in rows:
             table.add_row(
                 r.created_at.astimezone().strftime("%m-%d %H:%M:%S"),
@@ -633,6 +643,7 @@ def costs_report(
     ctx: typer.Context,
     month: Annotated[str | None, typer.Option(help="YYYY-MM (default: this month).")] = None,
     as_json: JsonOpt = False,
+    user: UserOpt = None,
 ) -> None:
     """The month's AI costs: total, per run type, per agent, budgets."""
     if ctx.invoked_subcommand is not None:
@@ -640,7 +651,7 @@ def costs_report(
     from runhq.costs import service as costs
 
     with _unit_of_work() as (runtime, session):
-        actor = auth.get_default_owner(session)
+        actor = _actor(session, user)
         report = costs.get_cost_report(
             session, actor.workspace_id, tz=runtime.settings.timezone, month=month
         )
@@ -740,16 +751,42 @@ def apikey_list(user: UserOpt = None, as_json: JsonOpt = False) -> None:
 def apikey_revoke(key_id: Annotated[str, typer.Argument()], user: UserOpt = None) -> None:
     """Revoke an API key."""
     with _unit_of_work() as (_, session):
-        auth.revoke_api_key(session, _actor(session, user), _parse_id(key_id))
+        auth.revoke_api_key(
+            session, _actor(session, user), _parse_id(key_id, "key id", "runhq apikey list")
+        )
     out.print(f"API key {key_id} revoked")
+
+
+class _OneLineFormatter(logging.Formatter):
+    """CLI log lines without tracebacks: the run's error and its logs carry the details."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+class _CurrentStderr(logging.Handler):
+    """Writes to whatever sys.stderr is at the time (not the stream of start-up)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:  # noqa: BLE001 - logging must never break the command
+            self.handleError(record)
+
+
+def _configure_logging() -> None:
+    if sys.argv[1:2] == ["serve"]:
+        return  # the server logs in full (uvicorn's configuration)
+    handler = _CurrentStderr()
+    handler.setFormatter(_OneLineFormatter())
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
 
 
 def main() -> None:
     """Entry point: expected failures print one clear line and exit 1, never a traceback."""
+    _configure_logging()
     try:
         app()
     except RunhqError as exc:
         err.print(f"[red]error:[/] {exc.message}")
-        if exc.details.get("valid_run_types"):
-            err.print("valid run types: " + ", ".join(exc.details["valid_run_types"]))
         sys.exit(1)

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from runhq.errors import ConfigurationError
@@ -72,14 +72,10 @@ class Settings(BaseSettings):
     timezone: str = Field(
         "Europe/Paris", description="Business time zone: months, schedules, the Paris hour."
     )
-    executor: Literal["local", "celery"] = Field(
-        "local", description="local: thread pool in the server process; celery: Celery workers."
+    executor: Literal["local"] = Field(
+        "local", description="Where runs execute. local: a thread pool in the server process."
     )
     worker_threads: int = Field(4, ge=1, le=64, description="Threads of the local executor.")
-    broker_url: str = Field(
-        "redis://127.0.0.1:6379/0", description="Celery broker URL (Redis or RabbitMQ)."
-    )
-    redis_url: str = Field("redis://127.0.0.1:6379/1", description="Redis for rate limits.")
     registry_path: Path | None = Field(
         None, description="Override of the run-type registry file (default: the shipped one)."
     )
@@ -105,9 +101,6 @@ class Settings(BaseSettings):
     log_retention_days: int = Field(
         30, ge=1, description="Structured logs older than this are purged (seed 001: 30 days)."
     )
-    monthly_budget_eur: float | None = Field(
-        None, ge=0, description="Default global monthly AI budget for new workspaces (EUR)."
-    )
     jwt_ttl_minutes: int = Field(60, ge=1, le=7 * 24 * 60, description="Lifetime of a JWT.")
     stripe_api_key: SecretStr | None = Field(None, description="Stripe secret key (MRR facts).")
     stripe_base_url: str = Field("https://api.stripe.com", description="Stripe API base URL.")
@@ -121,6 +114,12 @@ class Settings(BaseSettings):
     connector_timeout_seconds: float = Field(
         10.0, gt=0, description="Timeout of one call to an external fact source."
     )
+
+    @field_validator("llm_models", mode="after")
+    @classmethod
+    def _merge_default_models(cls, value: dict[str, ModelConfig]) -> dict[str, ModelConfig]:
+        # A partial RUNHQ_LLM_MODELS adds or overrides models; it does not drop the defaults.
+        return {**_default_models(), **value}
 
     @model_validator(mode="after")
     def _enforce_production_safety(self) -> Settings:
@@ -174,5 +173,12 @@ def get_settings() -> Settings:
     """Settings of this process, validated once (start-up fails on bad values)."""
     try:
         return Settings()
-    except ValueError as exc:
-        raise ConfigurationError(f"invalid settings: {exc}") from exc
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = (
+                "RUNHQ_" + "_".join(str(p) for p in err["loc"][:1]).upper() if err["loc"] else ""
+            )
+            message = str(err["msg"]).removeprefix("Value error, ")
+            problems.append(f"{field}: {message}" if field else message)
+        raise ConfigurationError("invalid settings: " + "; ".join(problems)) from None

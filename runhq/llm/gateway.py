@@ -36,7 +36,25 @@ _RETRYABLE = (
 
 
 class ModelUnavailable(RuntimeError):
-    """Every model of the chain failed; the message is safe to show (no secrets)."""
+    """Every model of the chain failed; the message is safe to show (no secrets).
+
+    Carries what the failed calls consumed, so the run records what it cost.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        tokens_in: int = 0,
+        tokens_out: int = 0,
+        cost: float = 0.0,
+        model: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.tokens_in = tokens_in
+        self.tokens_out = tokens_out
+        self.cost = cost
+        self.model = model
 
 
 @dataclass
@@ -171,15 +189,36 @@ class Gateway:
         """
         notes: list[str] = []
         failures: list[str] = []
+        spent = ModelUnavailable("", tokens_in=0, tokens_out=0, cost=0.0)
+        invalid_output = False
         for name in [model] + ([fallback_model] if fallback_model else []):
             try:
-                return self._complete_with(name, messages, deadline, notes)
+                completion = self._complete_with(name, messages, deadline, notes)
             except (openai.APIError, ModelUnavailable) as exc:
                 why = _describe(exc) if isinstance(exc, openai.APIError) else str(exc)
+                if isinstance(exc, ModelUnavailable):
+                    spent.tokens_in += exc.tokens_in
+                    spent.tokens_out += exc.tokens_out
+                    spent.cost += exc.cost
+                    spent.model = exc.model or spent.model
+                invalid_output = isinstance(exc, OutputInvalidAfterRepair)
                 failures.append(f"{name}: {why}")
                 notes.append(f"{name} failed: {failures[-1]}")
                 logger.warning("model %s failed: %s", name, failures[-1])
-        raise ModelUnavailable("model provider failed: " + "; ".join(failures))
+                continue
+            # What the failed models consumed is part of this run's cost too.
+            completion.tokens_in += spent.tokens_in
+            completion.tokens_out += spent.tokens_out
+            completion.cost_eur = round(completion.cost_eur + spent.cost, 8)
+            return completion
+        error = OutputInvalidAfterRepair if invalid_output else ModelUnavailable
+        raise error(
+            "model provider failed: " + "; ".join(failures),
+            tokens_in=spent.tokens_in,
+            tokens_out=spent.tokens_out,
+            cost=round(spent.cost, 8),
+            model=spent.model,
+        )
 
     def _complete_with(
         self, name: str, messages: list[dict[str, str]], deadline: float, notes: list[str]
@@ -236,17 +275,8 @@ class Gateway:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
-class OutputInvalidAfterRepair(RuntimeError):
-    """The repair attempt failed too; carries what the calls cost."""
-
-    def __init__(
-        self, message: str, *, tokens_in: int, tokens_out: int, cost: float, model: str
-    ) -> None:
-        super().__init__(message)
-        self.tokens_in = tokens_in
-        self.tokens_out = tokens_out
-        self.cost = cost
-        self.model = model
+class OutputInvalidAfterRepair(ModelUnavailable):
+    """A model answered twice with something that is not a valid report."""
 
 
 def render_offline(*, label: str, sections: list[str], context: dict[str, Any]) -> Completion:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import AwareDatetime
 
 from runhq.auth.models import Role
 from runhq.auth.service import require_role
@@ -25,7 +25,7 @@ def list_logs(
     level: LogLevel | None = None,
     source: Annotated[str | None, Query(max_length=50)] = None,
     run_id: uuid.UUID | None = None,
-    since: datetime | None = None,
+    since: AwareDatetime | None = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> LogPage:
@@ -51,6 +51,8 @@ def purge_logs(
 ) -> PurgeResult:
     require_role(actor, Role.owner, "purging logs")
     deleted, cutoff = service.purge_logs(
-        session, older_than_days=older_than_days or runtime.settings.log_retention_days
+        session,
+        older_than_days=older_than_days or runtime.settings.log_retention_days,
+        workspace_id=actor.workspace_id,
     )
     return PurgeResult(deleted=deleted, older_than=cutoff)

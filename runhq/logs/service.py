@@ -6,13 +6,17 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from runhq import clock
+from runhq.db.base import new_id
 from runhq.logs.models import StructuredLog
 from runhq.logs.schemas import LogLevel, LogSource
 from runhq.pagination import encode_cursor, paginate
+
+# Built once; parameters are bound per call (the statement is compiled and cached once).
+_INSERT = insert(StructuredLog)
 
 
 def create_log(
@@ -24,19 +28,28 @@ def create_log(
     workspace_id: uuid.UUID | None = None,
     run_id: uuid.UUID | None = None,
     metadata: dict[str, Any] | None = None,
-) -> StructuredLog:
-    """Add a log line to the caller's transaction (it commits with the change it describes)."""
-    row = StructuredLog(
-        workspace_id=workspace_id,
-        level=level.value,
-        source=source.value,
-        message=message,
-        meta=metadata or {},
-        run_id=run_id,
-        created_at=clock.now(),
+    created_at: datetime | None = None,
+) -> uuid.UUID:
+    """Add a log line to the caller's transaction (it commits with the change it describes).
+
+    A plain INSERT, not a unit-of-work object: log lines are never read back or updated in
+    the transaction that writes them, and this is on every run's hot path.
+    """
+    row_id = new_id()
+    session.execute(
+        _INSERT,
+        {
+            "id": row_id,
+            "workspace_id": workspace_id,
+            "level": level.value,
+            "source": source.value,
+            "message": message,
+            "meta": metadata or {},
+            "run_id": run_id,
+            "created_at": created_at or clock.now(),
+        },
     )
-    session.add(row)
-    return row
+    return row_id
 
 
 def list_logs(
@@ -69,14 +82,24 @@ def list_logs(
     return rows, next_cursor
 
 
-def purge_logs(session: Session, *, older_than_days: int) -> tuple[int, datetime]:
-    """Delete log lines older than the retention (all workspaces); returns (count, cutoff)."""
+def purge_logs(
+    session: Session, *, older_than_days: int, workspace_id: uuid.UUID | None = None
+) -> tuple[int, datetime]:
+    """Delete log lines older than the retention; returns (count, cutoff).
+
+    ``workspace_id``: only that workspace's lines (an owner's request); None: every
+    workspace's (the retention job and the local CLI).
+    """
     cutoff = clock.now() - timedelta(days=older_than_days)
-    result = session.execute(delete(StructuredLog).where(StructuredLog.created_at < cutoff))
+    stmt = delete(StructuredLog).where(StructuredLog.created_at < cutoff)
+    if workspace_id is not None:
+        stmt = stmt.where(StructuredLog.workspace_id == workspace_id)
+    result = session.execute(stmt)
     deleted = int(result.rowcount or 0)  # type: ignore[attr-defined]
     if deleted:
         create_log(
             session,
+            workspace_id=workspace_id,
             message="logs.purged",
             metadata={"deleted": deleted, "older_than": cutoff.isoformat()},
         )

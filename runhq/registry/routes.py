@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel
 
+from runhq.errors import NotFound, RunTypeUnknown
 from runhq.registry.schemas import Localized, Risk, RunTypeSpec
 from runhq.registry.service import Registry
 from runhq.web.deps import ActorDep, RuntimeDep
@@ -60,7 +61,7 @@ def to_out(registry: Registry, spec: RunTypeSpec) -> RunTypeOut:
     )
 
 
-@router.get("", response_model=list[RunTypeOut], summary="The 29 run types of the registry")
+@router.get("", response_model=list[RunTypeOut], summary="The run types of the registry")
 def list_run_types(runtime: RuntimeDep, _: ActorDep) -> list[RunTypeOut]:
     reg = runtime.registry
     return [to_out(reg, spec) for spec in reg.run_types.values()]
@@ -68,4 +69,8 @@ def list_run_types(runtime: RuntimeDep, _: ActorDep) -> list[RunTypeOut]:
 
 @router.get("/{key}", response_model=RunTypeOut, summary="One run type")
 def get_run_type(key: str, runtime: RuntimeDep, _: ActorDep) -> RunTypeOut:
-    return to_out(runtime.registry, runtime.registry.get(key))
+    try:
+        spec = runtime.registry.get(key)
+    except RunTypeUnknown as exc:
+        raise NotFound(exc.message, details=exc.details) from None
+    return to_out(runtime.registry, spec)

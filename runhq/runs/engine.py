@@ -13,6 +13,7 @@ import traceback
 import uuid
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from runhq import clock
@@ -23,14 +24,13 @@ from runhq.llm.gateway import (
     Completion,
     Gateway,
     ModelUnavailable,
-    OutputInvalidAfterRepair,
     render_offline,
 )
 from runhq.llm.output import format_instructions
 from runhq.registry.schemas import RunTypeSpec
 from runhq.registry.service import Registry
 from runhq.runs.models import Run, RunStatus
-from runhq.runs.state import StaleTransition, transition
+from runhq.runs.state import StaleTransition, claim, transition
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def _topic(spec: RunTypeSpec, params: dict[str, Any], platform_key: str | None) 
 
 
 def _sanitise(exc: BaseException) -> str:
-    if isinstance(exc, ModelUnavailable | OutputInvalidAfterRepair):
+    if isinstance(exc, ModelUnavailable):
         return str(exc)[:2000]
     return f"internal error ({type(exc).__name__}); see the structured logs of this run"
 
@@ -91,17 +91,12 @@ class Engine:
             session.close()
 
     def _execute(self, session: Session, run_id: uuid.UUID) -> RunStatus | None:
-        run = session.get(Run, run_id)
-        if run is None or run.status != RunStatus.queued:
+        run = claim(session, run_id)
+        if run is None:  # not queued: another worker has it, or it was cancelled/approved away
             session.rollback()
             return None
+        session.commit()
         spec = self.registry.get(run.run_type)
-        try:
-            transition(session, run, RunStatus.running)
-            session.commit()
-        except StaleTransition:  # another worker claimed it, or it was cancelled
-            session.rollback()
-            return None
         started = time.monotonic()
         deadline = started + spec.timeout_seconds
         try:
@@ -118,7 +113,7 @@ class Engine:
             session.rollback()
             logger.exception("run %s failed", run_id)
             values: dict[str, Any] = {"error": _sanitise(exc)}
-            if isinstance(exc, OutputInvalidAfterRepair):
+            if isinstance(exc, ModelUnavailable) and (exc.tokens_in or exc.tokens_out):
                 values.update(
                     tokens_in=exc.tokens_in,
                     tokens_out=exc.tokens_out,
@@ -145,15 +140,6 @@ class Engine:
                 "notes": completion.notes,
             },
         }
-        session.refresh(run)
-        if run.cancel_requested:
-            return self._finish(
-                session,
-                run,
-                RunStatus.cancelled,
-                started,
-                values={**values, "error": "cancelled while running"},
-            )
         return self._finish(session, run, RunStatus.completed, started, values=values)
 
     def _pipeline(
@@ -180,8 +166,14 @@ class Engine:
             "fallback_model": spec.fallback_model,
         }
         run.updated_at = clock.now()
-        session.commit()  # facts and prompt are kept even if the model call never returns
-        self._check_cancel(session, run)
+        session.flush()
+        cancel = session.scalar(select(Run.cancel_requested).where(Run.id == run.id))
+        # Facts and prompt are kept even if the model call never returns; and nothing (not
+        # SQLite's write lock either) is held during the model call. Commit, not rollback,
+        # so the loaded run is not expired.
+        session.commit()
+        if cancel:
+            raise RunCancelled
         if self.gateway.offline:
             return render_offline(
                 label=spec.label.en, sections=spec.output_sections, context=context
@@ -194,11 +186,6 @@ class Engine:
         )
         return completion
 
-    def _check_cancel(self, session: Session, run: Run) -> None:
-        session.refresh(run)
-        if run.cancel_requested:
-            raise RunCancelled
-
     def _finish(
         self,
         session: Session,
@@ -209,14 +196,25 @@ class Engine:
         values: dict[str, Any],
         log_metadata: dict[str, Any] | None = None,
     ) -> RunStatus:
-        run = session.get(Run, run.id) or run
-        session.refresh(run)
         values = {**values, "duration_ms": int((time.monotonic() - started) * 1000)}
         try:
-            transition(session, run, status, values=values, log_metadata=log_metadata)
+            # A cancel requested during the model call wins over completion; what the call
+            # cost is still recorded on the cancelled run.
+            transition(
+                session,
+                run,
+                status,
+                values=values,
+                log_metadata=log_metadata,
+                unless_cancel_requested=status == RunStatus.completed,
+            )
             session.commit()
+            return status
         except StaleTransition:
             session.rollback()
-            session.refresh(run)
-            return RunStatus(run.status)
-        return status
+        session.refresh(run)
+        if run.status == RunStatus.running and run.cancel_requested:
+            values["error"] = "cancelled while running"
+            transition(session, run, RunStatus.cancelled, values=values)
+            session.commit()
+        return RunStatus(run.status)

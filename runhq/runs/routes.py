@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Response, status
+from pydantic import AwareDatetime
 
 from runhq.runs import service
 from runhq.runs.models import RunStatus
@@ -20,7 +20,7 @@ from runhq.runs.schemas import (
     RunPage,
 )
 from runhq.web.deps import ActorDep, RuntimeDep, SessionDep
-from runhq.web.errors import ERROR_RESPONSES
+from runhq.web.errors import ERROR_RESPONSES, ErrorResponse
 
 router = APIRouter(prefix="/runs", tags=["runs"], responses=ERROR_RESPONSES)
 
@@ -35,7 +35,7 @@ router = APIRouter(prefix="/runs", tags=["runs"], responses=ERROR_RESPONSES)
             "description": "Idempotent replay: the run this key already created",
             "model": RunOut,
         },
-        402: {"description": "Over the monthly budget"},
+        402: {"description": "Over the monthly budget", "model": ErrorResponse},
     },
 )
 def create_run(
@@ -71,8 +71,8 @@ def list_runs(
     run_type: str | None = None,
     agent: str | None = None,
     platform_key: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: AwareDatetime | None = None,
+    until: AwareDatetime | None = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> RunPage:

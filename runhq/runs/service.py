@@ -83,7 +83,7 @@ def _find_active(session: Session, workspace_id: uuid.UUID, key: str) -> Run | N
     )
 
 
-def _override_if_stuck(session: Session, run: Run, stuck_after: timedelta) -> bool:
+def _override_if_stuck(session: Session, run: Run, stuck_after: timedelta, via: str) -> bool:
     """Seed 001: a run 'running' for more than 15 min is stuck: fail it, allow a new one."""
     if run.status != RunStatus.running or run.started_at is None:
         return False
@@ -102,7 +102,8 @@ def _override_if_stuck(session: Session, run: Run, stuck_after: timedelta) -> bo
         session,
         message="autopilot.stuck_run_override",
         level=LogLevel.warn,
-        source=LogSource.autopilot,
+        # Seed 001's event name, whoever asked: the source says who it was.
+        source=LogSource.autopilot if via == "autopilot" else LogSource.executive_run,
         workspace_id=run.workspace_id,
         run_id=run.id,
         metadata={
@@ -177,7 +178,7 @@ def create_run(
 
     key = _active_key(run_type, platform_key)
     active = _find_active(session, actor.workspace_id, key)
-    if active is not None and not _override_if_stuck(session, active, stuck_after):
+    if active is not None and not _override_if_stuck(session, active, stuck_after, actor.via):
         if (existing := replay()) is not None:
             return existing, False
         raise _duplicate_error(active)
@@ -601,8 +602,9 @@ def import_run_record(
         RunStatus.failed: ("run.failed", LogLevel.error),
         RunStatus.cancelled: ("run.cancelled", LogLevel.warn),
     }[status]
-    log = logs.create_log(
+    logs.create_log(
         session,
+        created_at=finished,
         message=event[0],
         level=event[1],
         source=LogSource.executive_run,
@@ -618,5 +620,4 @@ def import_run_record(
             "imported_via": requested_via,
         },
     )
-    log.created_at = finished
     return run

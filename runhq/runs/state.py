@@ -7,6 +7,7 @@ structured log line in the same transaction.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -62,8 +63,13 @@ def transition(
     values: dict[str, Any] | None = None,
     log_metadata: dict[str, Any] | None = None,
     source: LogSource = LogSource.executive_run,
+    unless_cancel_requested: bool = False,
 ) -> Run:
-    """Move ``run`` to ``target`` (with extra column ``values``) and log it; no commit."""
+    """Move ``run`` to ``target`` (with extra column ``values``) and log it; no commit.
+
+    ``unless_cancel_requested``: also lose the compare-and-set if a cancel was requested
+    meanwhile (the engine's final step), without reading the row first.
+    """
     current = RunStatus(run.status)
     check_transition(current, target)
     now = clock.now()
@@ -73,12 +79,10 @@ def transition(
     if target in TERMINAL_STATUSES:
         changes["active_key"] = None  # frees the anti-double-run slot
         changes.setdefault("finished_at", now)
-    result = session.execute(
-        update(Run)
-        .where(Run.id == run.id, Run.status == current.value)
-        .values(**changes)
-        .execution_options(synchronize_session=False)
-    )
+    stmt = update(Run).where(Run.id == run.id, Run.status == current.value)
+    if unless_cancel_requested:
+        stmt = stmt.where(Run.cancel_requested.is_(False))
+    result = session.execute(stmt.values(**changes).execution_options(synchronize_session=False))
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise StaleTransition(
             f"run {run.id} changed concurrently (expected {current.value})",
@@ -124,3 +128,31 @@ def _log_metadata(
         )
     meta.update(extra or {})
     return meta
+
+
+def claim(session: Session, run_id: uuid.UUID) -> Run | None:
+    """``queued → running`` in one statement (UPDATE … RETURNING); None if not queued.
+
+    The compare-and-set is the fencing: of two workers handed the same run, one claims it.
+    """
+    now = clock.now()
+    run = session.scalars(
+        update(Run)
+        .where(Run.id == run_id, Run.status == S.queued.value)
+        .values(status=S.running.value, started_at=now, updated_at=now)
+        .returning(Run),
+        execution_options={"synchronize_session": False},
+    ).one_or_none()
+    if run is None:
+        return None
+    message, level = _EVENTS[S.running]
+    logs.create_log(
+        session,
+        message=message,
+        level=level,
+        source=LogSource.executive_run,
+        workspace_id=run.workspace_id,
+        run_id=run.id,
+        metadata=_log_metadata(run, S.queued, S.running, now, None),
+    )
+    return run

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from runhq.errors import NotAuthenticated, RunhqError
@@ -77,11 +78,29 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
 
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. duplicate_run.")
+    message: str = Field(description="What went wrong and what to do about it.")
+    details: dict[str, Any] | None = Field(
+        None, description="Context: the field at fault, the running run's id, valid values…"
+    )
+
+
+class ErrorResponse(BaseModel):
+    """Every error the API returns."""
+
+    error: ErrorDetail
+
+
+def _documented(description: str) -> dict[str, Any]:
+    return {"description": description, "model": ErrorResponse}
+
+
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Bad request (e.g. unknown run type)"},
-    401: {"description": "Not authenticated: missing, expired or invalid token"},
-    403: {"description": "Authenticated but not allowed (role)"},
-    404: {"description": "Not found in your workspace"},
-    409: {"description": "Conflict (duplicate active run, invalid transition)"},
-    422: {"description": "Invalid input: the message names the field"},
+    400: _documented("Bad request (e.g. unknown run type: the valid ones are listed)"),
+    401: _documented("Not authenticated: missing, expired or invalid token"),
+    403: _documented("Authenticated but not allowed (role)"),
+    404: _documented("Not found in your workspace"),
+    409: _documented("Conflict: duplicate active run, invalid transition, idempotency reuse"),
+    422: _documented("Invalid input: details.field names the field"),
 }

@@ -195,3 +195,42 @@ def test_budget_and_apikeys(initialised: Cli) -> None:
     assert "key" not in json.loads(out)[0]
     code, out, _ = initialised("apikey", "revoke", key["id"])
     assert code == 0
+
+
+def test_logs_table_renders_every_level(initialised: Cli) -> None:
+    initialised("run", "SEO_AUDIT", "--inline")
+    code, out, err = initialised("logs", "--limit", "20")
+    assert code == 0, err
+    assert "run.completed" in out
+    assert "Traceback" not in err
+
+
+def test_bad_platform_key_names_the_field(initialised: Cli) -> None:
+    code, _, err = initialised("run", "SEO_AUDIT", "--platform", "Bad Key")
+    assert code == 1
+    assert "platform_key:" in err
+    assert "pattern" in err
+
+
+def test_unknown_type_lists_valid_types_once(initialised: Cli) -> None:
+    code, _, err = initialised("run", "NOPE")
+    assert err.count("DAILY_EXECUTIVE_BRIEF") == 1
+
+
+def test_apikey_revoke_bad_id_says_key(initialised: Cli) -> None:
+    code, _, err = initialised("apikey", "revoke", "abc")
+    assert code == 1
+    assert "not a key id" in err
+
+
+def test_reads_as_another_user_are_scoped_to_their_role(initialised: Cli) -> None:
+    initialised("user", "add", "viewer@example.com", "--password", PASSWORD)
+    code, out, _ = initialised("runs", "--json", "--user", "viewer@example.com", "--limit", "1")
+    assert code == 0
+    assert len(json.loads(out)["items"]) == 1
+    code, _, err = initialised("run", "SEO_AUDIT", "--user", "viewer@example.com")
+    assert code == 1
+    assert "operator role" in err
+    code, _, err = initialised("runs", "--user", "ghost@example.com")
+    assert code == 1
+    assert "no user" in err

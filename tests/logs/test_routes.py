@@ -134,3 +134,31 @@ def test_purge_job_uses_the_retention(session: Session, team: Team) -> None:
         )
         == 0
     )
+
+
+def test_owner_purge_only_touches_their_workspace(
+    client: TestClient, runtime: Runtime, team: Team, session: Session
+) -> None:
+    from tests.conftest import make_team
+
+    other = make_team(session)
+    with FrozenClock(clock.now() - timedelta(days=40)):
+        logs.create_log(session, message="mine", workspace_id=team.workspace_id)
+        logs.create_log(session, message="theirs", workspace_id=other.workspace_id)
+    session.commit()
+    r = client.post("/api/v1/logs/purge", headers=bearer(runtime, team.owner))
+    assert r.json()["deleted"] == 1
+    left = set(session.scalars(select(StructuredLog.message)))
+    assert "theirs" in left
+    assert "mine" not in left
+
+
+def test_naive_since_is_422_not_500(client: TestClient, runtime: Runtime, team: Team) -> None:
+    h = bearer(runtime, team.viewer)
+    r = client.get("/api/v1/logs", params={"since": "2026-11-01T00:00:00"}, headers=h)
+    assert r.status_code == 422
+    assert r.json()["error"]["details"]["field"] == "since"
+    r = client.get("/api/v1/runs", params={"until": "2026-11-01T00:00:00"}, headers=h)
+    assert r.status_code == 422
+    ok = client.get("/api/v1/logs", params={"since": "2026-11-01T00:00:00+01:00"}, headers=h)
+    assert ok.status_code == 200

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
@@ -173,14 +174,39 @@ def test_model_failure_fails_the_run_with_a_sanitised_error(
 def test_invalid_output_twice_fails_and_records_what_it_cost(
     online: Runtime, session: Session, team: Team, fake: FakeOpenAI
 ) -> None:
-    fake.enqueue_content("{oops")
-    fake.enqueue_content("{oops again")
+    for _ in range(4):  # twice for the model, twice for its fallback
+        fake.enqueue_content("{oops")
     run = _start(online, session, team.operator, "SEO_AUDIT", team.owner)
     assert online.engine.execute(run.id) == RunStatus.failed
     session.refresh(run)
     assert "invalid report twice" in (run.error or "")
     assert run.actual_cost is not None
     assert run.actual_cost > 0
+    assert len(fake.chat_requests) == 4
+
+
+def test_invalid_output_falls_back_and_the_bill_includes_the_failed_calls(
+    online: Runtime, session: Session, team: Team, fake: FakeOpenAI
+) -> None:
+    spec = REGISTRY.run_types["CODE_REVIEW"]  # gemini-2.5-pro, falling back to 2.5-flash
+    assert spec.fallback_model is not None
+    fake.enqueue_content("{oops", model=spec.model)
+    fake.enqueue_content("{oops", model=spec.model)
+    fake.enqueue_content(_report("from the fallback"), model=spec.fallback_model)
+    run = _start(online, session, team.operator, "CODE_REVIEW", team.owner)
+    assert online.engine.execute(run.id) == RunStatus.completed
+    session.refresh(run)
+    assert run.model_used == spec.fallback_model
+    assert run.executive_summary == "from the fallback"
+    fallback = online.settings.llm_models[spec.fallback_model]
+    cost_if_only_fallback = (
+        run.tokens_in * fallback.input_eur_per_mtok / 1e6
+        + run.tokens_out * fallback.output_eur_per_mtok / 1e6
+    )
+    assert run.actual_cost is not None
+    # Every token priced at the cheaper fallback would cost less: the primary is billed too.
+    assert run.actual_cost > cost_if_only_fallback
+    assert len(fake.chat_requests) == 3
 
 
 def test_a_claimed_run_is_not_executed_twice(
@@ -205,21 +231,53 @@ def test_pending_approval_never_reaches_the_model(
     assert run.status == RunStatus.pending_approval
 
 
-def test_cancel_requested_while_running_ends_cancelled(
-    runtime: Runtime, session: Session, team: Team
+def test_cancel_requested_while_gathering_ends_cancelled_before_the_model(
+    online: Runtime,
+    session: Session,
+    team: Team,
+    fake: FakeOpenAI,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    run = _start(runtime, session, team.operator, "SEO_AUDIT", team.owner)
-    original = runtime.engine._check_cancel
+    from runhq.runs import engine as engine_module
 
-    def cancel_then_check(s: Session, r: Run) -> None:
-        runs.cancel_run(s, team.owner, r.id)
-        s.commit()
-        original(s, r)
+    run = _start(online, session, team.operator, "SEO_AUDIT", team.owner)
+    real_gather = engine_module.gather_context
 
-    runtime.engine._check_cancel = cancel_then_check  # type: ignore[method-assign]
-    assert runtime.engine.execute(run.id) == RunStatus.cancelled
+    def gather_then_cancel(req: Any, names: list[str]) -> dict[str, Any]:
+        runs.cancel_run(req.session, team.owner, req.run_id)
+        return real_gather(req, names)
+
+    monkeypatch.setattr(engine_module, "gather_context", gather_then_cancel)
+    assert online.engine.execute(run.id) == RunStatus.cancelled
+    assert fake.chat_requests == []
     session.refresh(run)
     assert run.status == RunStatus.cancelled
+    assert run.context is not None
+
+
+def test_cancel_during_the_model_call_wins_and_keeps_the_cost(
+    online: Runtime,
+    session: Session,
+    sessions: sessionmaker[Session],
+    team: Team,
+    fake: FakeOpenAI,
+) -> None:
+    run = _start(online, session, team.operator, "SEO_AUDIT", team.owner)
+    run_id = run.id
+
+    def cancel_then_answer(body: dict[str, Any]) -> str:
+        with sessions() as other:
+            runs.cancel_run(other, team.owner, run_id)
+            other.commit()
+        return _report("too late")
+
+    fake.responder = cancel_then_answer
+    assert online.engine.execute(run.id) == RunStatus.cancelled
+    session.refresh(run)
+    assert run.status == RunStatus.cancelled
+    assert run.actual_cost is not None
+    assert run.actual_cost > 0
+    assert "run.completed" not in _messages(session, run)
 
 
 def test_cancelled_queued_run_is_not_executed(

@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -25,6 +25,8 @@ from tenacity import (
     stop_after_attempt,
     wait_exponential,
 )
+
+from runhq import clock
 
 __all__ = [
     "DEFAULT_BACKOFF",
@@ -219,7 +221,7 @@ def _retry_after_seconds(headers: httpx.Headers) -> float | None:
                 return None
             if when.tzinfo is None:
                 when = when.replace(tzinfo=UTC)
-            seconds = (when - datetime.now(UTC)).total_seconds()
+            seconds = (when - clock.now()).total_seconds()
         return seconds if math.isfinite(seconds) else None
     reset = headers.get("x-ratelimit-reset")
     if reset is not None:

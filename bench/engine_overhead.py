@@ -1,0 +1,173 @@
+"""Engine overhead with a zero-latency model, beside the database's floor.
+
+For each backend: N runs created and executed one after another through the real service
+and engine (context gathering, prompt building, output validation, every transition and
+log line), the model answering instantly in-process; and, in the same process on the same
+database, N bare "insert then update" transaction pairs — the least any run lifecycle
+could cost. Prints runs/s, floor pairs/s and the ratio (goal: engine within 3× of the floor).
+
+    .venv/bin/python -m bench.engine_overhead [--runs 300] [--backend sqlite|postgresql|both]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, Uuid, create_engine, text
+from sqlalchemy.engine import make_url
+
+from runhq.auth import service as auth
+from runhq.auth.models import Role
+from runhq.auth.schemas import Actor
+from runhq.config import Settings
+from runhq.db.migrate import upgrade
+from runhq.db.session import build_engine, make_session_factory, transaction
+from runhq.llm.gateway import Completion, Gateway
+from runhq.registry.service import get_registry
+from runhq.runs import service as runs
+from runhq.runs.engine import Engine as RunEngine
+from runhq.runs.models import RunStatus
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+RUN_TYPE = "DAILY_EXECUTIVE_BRIEF"
+REPORT = {"executive_summary": "Zero-latency model.", "sections": [{"title": "A", "content": "b"}]}
+
+
+class ZeroLatencyGateway(Gateway):
+    """A model that answers at once: what is left to measure is runhq's own work."""
+
+    @property
+    def offline(self) -> bool:
+        return False
+
+    def complete(self, **_: Any) -> Completion:
+        return Completion(
+            output=dict(REPORT),
+            model_used="zero-latency",
+            provider="bench",
+            tokens_in=1000,
+            tokens_out=200,
+            cost_eur=0.001,
+            price={"model": "zero-latency"},
+            calls=1,
+        )
+
+
+def _database(backend: str, tmp: Path) -> tuple[str, Engine | None]:
+    if backend == "sqlite":
+        return f"sqlite:///{tmp / 'bench.db'}", None
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    name = f"runhq_bench_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    return make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False), admin
+
+
+def _floor(db: Engine, n: int) -> float:
+    """Seconds for n pairs of committed transactions: insert a row, then update it."""
+    table = Table(
+        "bench_floor",
+        MetaData(),
+        Column("id", Uuid, primary_key=True),
+        Column("status", String(20)),
+        Column("attempt", Integer),
+    )
+    table.create(db)
+    start = time.perf_counter()
+    for _ in range(n):
+        row_id = uuid.uuid4()
+        with db.begin() as conn:
+            conn.execute(table.insert().values(id=row_id, status="queued", attempt=1))
+        with db.begin() as conn:
+            conn.execute(table.update().where(table.c.id == row_id).values(status="completed"))
+    return time.perf_counter() - start
+
+
+def _engine_runs(db: Engine, url: str, tmp: Path, n: int, *, context: bool = True) -> float:
+    settings = Settings(
+        _env_file=None,
+        data_dir=tmp,
+        database_url=url,  # type: ignore[call-arg]
+        secret_key="bench-" + "x" * 40,
+    )
+    sessions = make_session_factory(db)
+    registry = get_registry()
+    if not context:
+        # The orchestration alone: same pipeline, the run type gathers no facts.
+        spec = registry.run_types[RUN_TYPE]
+        registry = replace(
+            registry,
+            run_types={**registry.run_types, RUN_TYPE: spec.model_copy(update={"context": []})},
+        )
+    engine = RunEngine(sessions, settings, registry, ZeroLatencyGateway(settings))
+    with transaction(sessions) as session:
+        ws = auth.create_workspace(session, name=f"bench-{uuid.uuid4().hex[:6]}")
+        user = auth.create_user(
+            session,
+            email=f"b-{uuid.uuid4().hex[:6]}@example.com",
+            password="bench-password-1",
+            workspace_id=ws.id,
+            role=Role.owner,
+        )
+        actor = Actor(user_id=user.id, workspace_id=ws.id, role=Role.owner)
+    start = time.perf_counter()
+    for _ in range(n):
+        with transaction(sessions) as session:
+            run, _ = runs.create_run(session, actor, registry, run_type=RUN_TYPE)
+            run_id = run.id
+        status = engine.execute(run_id)
+        assert status == RunStatus.completed, status
+    return time.perf_counter() - start
+
+
+def bench(backend: str, n: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        url, admin = _database(backend, tmp)
+        db = build_engine(url)
+        try:
+            upgrade(db)
+            _engine_runs(db, url, tmp, 20)  # warm-up: imports, caches, connection pool
+            floor_s = _floor(db, n)
+            bare_s = _engine_runs(db, url, tmp, n, context=False)
+            engine_s = _engine_runs(db, url, tmp, n)
+        finally:
+            db.dispose()
+            if admin is not None:
+                with admin.connect() as conn:
+                    conn.execute(
+                        text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+                    )
+                admin.dispose()
+    return {
+        "backend": backend,
+        "runs": n,
+        "floor_pairs_per_s": round(n / floor_s, 1),
+        "engine_runs_per_s": round(n / bare_s, 1),
+        "engine_ratio": round(bare_s / floor_s, 2),
+        "with_context_runs_per_s": round(n / engine_s, 1),
+        "with_context_ratio": round(engine_s / floor_s, 2),
+        "goal": "ratio <= 3",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    args = parser.parse_args()
+    backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
+    for backend in backends:
+        result = bench(backend, args.runs)
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
