@@ -30,7 +30,9 @@ Provider = Callable[[ContextRequest], Fact]
 
 def _recent_runs(req: ContextRequest) -> Fact:
     since = req.now - timedelta(days=7)
-    stats = runs.get_recent_run_stats(req.session, req.workspace_id, since=since)
+    stats = runs.get_recent_run_stats(
+        req.session, req.workspace_id, since=since, exclude_run_id=req.run_id
+    )
     latest = runs.list_latest_completed(
         req.session, req.workspace_id, since=since, limit=8, exclude_run_id=req.run_id
     )
@@ -65,6 +67,10 @@ def _recent_runs(req: ContextRequest) -> Fact:
     )
 
 
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _failures(req: ContextRequest) -> Fact:
     week = runs.list_failed(req.session, req.workspace_id, since=req.now - timedelta(days=7))
     day_cutoff = req.now - timedelta(hours=24)
@@ -74,7 +80,10 @@ def _failures(req: ContextRequest) -> Fact:
         by_type[r.run_type] = by_type.get(r.run_type, 0) + 1
     if week:
         worst = ", ".join(f"{k} ×{v}" for k, v in sorted(by_type.items(), key=lambda i: -i[1])[:3])
-        summary = f"{len(last_day)} failed runs in 24 h, {len(week)} in 7 days (most: {worst})."
+        summary = (
+            f"{_plural(len(last_day), 'failed run')} in 24 h, {len(week)} in 7 days "
+            f"(most: {worst})."
+        )
     else:
         summary = "No failed runs in the last 7 days."
     return Fact(

@@ -439,8 +439,9 @@ def get_recent_run_stats(
     *,
     since: datetime,
     platform_key: str | None = None,
+    exclude_run_id: uuid.UUID | None = None,
 ) -> list[dict[str, Any]]:
-    """Per run type and platform since ``since``: counts by status and the latest summary."""
+    """Per run type and platform since ``since``: counts by status."""
     stmt = (
         select(Run.run_type, Run.platform_key, Run.status, func.count(Run.id))
         .where(Run.workspace_id == workspace_id, Run.created_at >= since)
@@ -448,6 +449,8 @@ def get_recent_run_stats(
     )
     if platform_key:
         stmt = stmt.where(Run.platform_key == platform_key)
+    if exclude_run_id is not None:
+        stmt = stmt.where(Run.id != exclude_run_id)
     stats: dict[tuple[str, str | None], dict[str, Any]] = {}
     for run_type, platform, status, count in session.execute(stmt).all():
         entry = stats.setdefault(

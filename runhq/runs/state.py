@@ -135,6 +135,7 @@ def claim(session: Session, run_id: uuid.UUID) -> Run | None:
 
     The compare-and-set is the fencing: of two workers handed the same run, one claims it.
     """
+    check_transition(S.queued, S.running)
     now = clock.now()
     run = session.scalars(
         update(Run)
