@@ -43,11 +43,15 @@ costs_app = typer.Typer(help="AI costs of a month; budgets.")
 user_app = typer.Typer(help="Users of the workspace.", no_args_is_help=True)
 apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+schedules_app = typer.Typer(help="Schedules: list (default), add, enable, disable, remove.")
+autopilot_app = typer.Typer(help="The autopilot: on, off, status, decisions.", no_args_is_help=True)
 app.add_typer(logs_app, name="logs")
 app.add_typer(costs_app, name="costs")
 app.add_typer(user_app, name="user")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(db_app, name="db")
+app.add_typer(schedules_app, name="schedules")
+app.add_typer(autopilot_app, name="autopilot")
 
 out = Console()
 err = Console(stderr=True)
@@ -755,6 +759,309 @@ def apikey_revoke(key_id: Annotated[str, typer.Argument()], user: UserOpt = None
             session, _actor(session, user), _parse_id(key_id, "key id", "runhq apikey list")
         )
     out.print(f"API key {key_id} revoked")
+
+
+# --- execution: worker and scheduler ------------------------------------------------------
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(help="Runs executed at once (default RUNHQ_WORKER_THREADS).")
+    ] = None,
+    pool: Annotated[str, typer.Option(help="Celery pool: prefork, threads or solo.")] = "prefork",
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "info",
+) -> None:
+    """Start a Celery worker that executes runs (RUNHQ_BROKER_URL)."""
+    import os
+    import socket
+
+    from runhq.workers.celery import QUEUE, celery_app, configure_celery
+
+    if pool not in ("prefork", "threads", "solo"):
+        raise InvalidInput(f"--pool must be prefork, threads or solo, not {pool!r}")
+    runtime = _runtime()
+    _check_schema(runtime)
+    runtime.db.dispose()  # no connection may cross the fork into pool processes
+    settings = runtime.settings
+    configure_celery(celery_app, settings)
+    celery_app.worker_main(
+        [
+            "worker",
+            f"--loglevel={loglevel}",
+            f"--concurrency={concurrency or settings.worker_threads}",
+            f"--pool={pool}",
+            "-Q",
+            QUEUE,
+            "--without-gossip",
+            "--without-mingle",
+            "-n",
+            f"runhq-{os.getpid()}@{socket.gethostname()}",
+        ]
+    )
+
+
+@app.command()
+def scheduler(
+    once: Annotated[bool, typer.Option("--once", help="One tick, then exit.")] = False,
+) -> None:
+    """Run the scheduler: schedules, autopilot, reaper, re-dispatch (one leader at a time)."""
+    import signal
+
+    from runhq.scheduler.tasks import Scheduler
+    from runhq.workers import build_executor
+
+    runtime = _runtime()
+    _check_schema(runtime)
+    if runtime.settings.executor == "celery":
+        runtime.executor = build_executor(runtime)  # publishes what it finds
+        runtime.executor.start()
+    sched = Scheduler(runtime)
+    if once:
+        report = sched.tick()
+        _print_json(report.__dict__)
+    else:
+        signal.signal(signal.SIGTERM, lambda *_: sched.stop())
+        err.print(
+            f"scheduler {sched.holder} started (tick {runtime.settings.scheduler_tick_seconds}s)"
+        )
+        try:
+            sched.run_forever()
+        except KeyboardInterrupt:
+            sched.stop()
+    if runtime.executor is not None:
+        runtime.executor.stop()
+
+
+# --- schedules and autopilot ---------------------------------------------------------------
+
+
+def _schedule_json(s: Any) -> dict[str, Any]:
+    from runhq.scheduler.service import get_next_firings
+
+    return {
+        "job_key": s.job_key,
+        "run_type": s.run_type,
+        "platform_key": s.platform_key,
+        "params": s.params,
+        "cron": s.cron,
+        "timezone": s.timezone,
+        "enabled": s.enabled,
+        "last_fired_at": s.last_fired_at.isoformat() if s.last_fired_at else None,
+        "next_firings": [f.isoformat() for f in get_next_firings(s)],
+    }
+
+
+@schedules_app.callback(invoke_without_command=True)
+def schedules_list(ctx: typer.Context, user: UserOpt = None, as_json: JsonOpt = False) -> None:
+    """List schedules with their next 5 firings."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from zoneinfo import ZoneInfo
+
+    from runhq.scheduler import service as schedules
+
+    with _unit_of_work() as (_, session):
+        items = [
+            _schedule_json(s)
+            for s in schedules.list_schedules(session, _actor(session, user).workspace_id)
+        ]
+    if as_json:
+        _print_json(items)
+        return
+    table = Table("job", "run type", "cron", "tz", "on", "next firings (local)", box=None)
+    for item in items:
+        zone = ZoneInfo(item["timezone"])
+        nxt = ", ".join(
+            datetime.fromisoformat(f).astimezone(zone).strftime("%a %d %H:%M")
+            for f in item["next_firings"][:3]
+        )
+        table.add_row(
+            item["job_key"],
+            item["run_type"],
+            item["cron"],
+            item["timezone"],
+            "yes" if item["enabled"] else "no",
+            nxt,
+        )
+    out.print(table)
+
+
+@schedules_app.command("add")
+def schedules_add(
+    job_key: Annotated[str, typer.Argument(help="Your name for the job, e.g. daily-brief.")],
+    run_type: Annotated[str, typer.Argument(help="A key of `runhq types`.")],
+    cron: Annotated[str, typer.Option(help="5-field cron, e.g. '30 7 * * 1-5'.")],
+    tz: Annotated[str, typer.Option("--tz", help="IANA time zone.")] = "Europe/Paris",
+    platform: Annotated[str | None, typer.Option("--platform")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p")] = None,
+    disabled: Annotated[bool, typer.Option("--disabled")] = False,
+    user: UserOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a schedule."""
+    from runhq.scheduler import service as schedules
+    from runhq.scheduler.schemas import ScheduleIn
+
+    try:
+        body = ScheduleIn(
+            job_key=job_key,
+            run_type=run_type,
+            cron=cron,
+            timezone=tz,
+            platform_key=platform,
+            params=_parse_params(param or [], None),
+            enabled=not disabled,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise InvalidInput(f"{field}: {first['msg']}", details={"field": field}) from None
+    with _unit_of_work() as (runtime, session):
+        s = schedules.create_schedule(
+            session, _actor(session, user), runtime.registry, **body.model_dump()
+        )
+        item = _schedule_json(s)
+    if as_json:
+        _print_json(item)
+    else:
+        out.print(f"schedule {job_key} added; next: {', '.join(item['next_firings'][:3])}")
+
+
+def _set_enabled(job_key: str, enabled: bool, user: str | None) -> None:
+    from runhq.scheduler import service as schedules
+
+    with _unit_of_work() as (runtime, session):
+        schedules.update_schedule(
+            session, _actor(session, user), runtime.registry, job_key, {"enabled": enabled}
+        )
+    out.print(f"schedule {job_key} {'enabled' if enabled else 'disabled'}")
+
+
+@schedules_app.command("enable")
+def schedules_enable(job_key: Annotated[str, typer.Argument()], user: UserOpt = None) -> None:
+    """Enable a schedule (it fires from now on, not for the past)."""
+    _set_enabled(job_key, True, user)
+
+
+@schedules_app.command("disable")
+def schedules_disable(job_key: Annotated[str, typer.Argument()], user: UserOpt = None) -> None:
+    """Disable a schedule."""
+    _set_enabled(job_key, False, user)
+
+
+@schedules_app.command("remove")
+def schedules_remove(job_key: Annotated[str, typer.Argument()], user: UserOpt = None) -> None:
+    """Delete a schedule."""
+    from runhq.scheduler import service as schedules
+
+    with _unit_of_work() as (_, session):
+        schedules.delete_schedule(session, _actor(session, user), job_key)
+    out.print(f"schedule {job_key} removed")
+
+
+def _autopilot_set(enabled: bool, interval: int | None, user: str | None, as_json: bool) -> None:
+    from runhq.scheduler import autopilot
+
+    with _unit_of_work() as (runtime, session):
+        row = autopilot.set_autopilot(
+            session,
+            _actor(session, user),
+            enabled=enabled,
+            interval_minutes=interval,
+            default_interval=runtime.settings.autopilot_interval_minutes,
+        )
+        state = {
+            "enabled": row.enabled,
+            "interval_minutes": row.interval_minutes,
+            "mode": "deterministic" if runtime.gateway.offline else "model",
+        }
+    if as_json:
+        _print_json(state)
+    else:
+        out.print(
+            f"autopilot {'on' if enabled else 'off'} (every {state['interval_minutes']} "
+            f"min, {state['mode']})"
+        )
+
+
+@autopilot_app.command("on")
+def autopilot_on(
+    interval: Annotated[
+        int | None, typer.Option(min=1, max=1440, help="Minutes between cycles.")
+    ] = None,
+    user: UserOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Switch the autopilot on."""
+    _autopilot_set(True, interval, user, as_json)
+
+
+@autopilot_app.command("off")
+def autopilot_off(user: UserOpt = None, as_json: JsonOpt = False) -> None:
+    """Switch the autopilot off (schedules fire by cron again)."""
+    _autopilot_set(False, None, user, as_json)
+
+
+@autopilot_app.command("status")
+def autopilot_status(user: UserOpt = None, as_json: JsonOpt = False) -> None:
+    """Is the autopilot on, in which mode, and when does it wake next."""
+    from runhq.scheduler import autopilot
+
+    with _unit_of_work() as (runtime, session):
+        row = autopilot.get_autopilot(
+            session, _actor(session, user).workspace_id, runtime.settings.autopilot_interval_minutes
+        )
+        state = {
+            "enabled": row.enabled,
+            "interval_minutes": row.interval_minutes,
+            "mode": "deterministic" if runtime.gateway.offline else "model",
+            "last_cycle_at": row.last_cycle_at.isoformat() if row.last_cycle_at else None,
+            "next_cycle_at": row.next_cycle_at.isoformat() if row.next_cycle_at else None,
+        }
+    if as_json:
+        _print_json(state)
+    else:
+        out.print(
+            f"autopilot {'on' if state['enabled'] else 'off'} · every "
+            f"{state['interval_minutes']} min · {state['mode']} · next "
+            f"{state['next_cycle_at'] or '—'}"
+        )
+
+
+@autopilot_app.command("decisions")
+def autopilot_decisions(
+    limit: Annotated[int, typer.Option(min=1, max=200)] = 5,
+    cursor: Annotated[str | None, typer.Option()] = None,
+    user: UserOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The decision journal: what was proposed, accepted, refused, and why."""
+    from runhq.scheduler import autopilot
+
+    with _unit_of_work() as (_, session):
+        rows, next_cursor = autopilot.list_decisions(
+            session, _actor(session, user).workspace_id, cursor=cursor, limit=limit
+        )
+        items = [
+            {
+                "id": str(r.id),
+                "created_at": r.created_at.isoformat(),
+                **{k: v for k, v in r.meta.items() if k != "snapshot"},
+            }
+            for r in rows
+        ]
+    if as_json:
+        _print_json({"items": items, "next_cursor": next_cursor})
+        return
+    for item in items:
+        out.print(
+            f"[bold]{item['created_at'][:16]}[/] ({item.get('mode')}, Paris "
+            f"{item.get('paris_hour')}h) accepted: {', '.join(item.get('accepted', [])) or '—'}"
+        )
+        for r in item.get("rejected", []):
+            out.print(f"  refused {r['job_key']}: {r['reason']}")
+        out.print(f"  [dim]{item.get('reasoning')}[/]")
 
 
 class _OneLineFormatter(logging.Formatter):

@@ -72,10 +72,48 @@ class Settings(BaseSettings):
     timezone: str = Field(
         "Europe/Paris", description="Business time zone: months, schedules, the Paris hour."
     )
-    executor: Literal["local"] = Field(
-        "local", description="Where runs execute. local: a thread pool in the server process."
+    executor: Literal["local", "celery"] = Field(
+        "local",
+        description="Where runs execute. local: a thread pool in the server process; "
+        "celery: `runhq worker` processes fed through RUNHQ_BROKER_URL.",
     )
-    worker_threads: int = Field(4, ge=1, le=64, description="Threads of the local executor.")
+    worker_threads: int = Field(
+        4, ge=1, le=64, description="Runs executed at once by one server (local) or worker."
+    )
+    broker_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Celery broker for RUNHQ_EXECUTOR=celery: redis://… or amqp://… (RabbitMQ).",
+    )
+    broker_visibility_timeout_seconds: int = Field(
+        3600,
+        ge=10,
+        description="Redis broker: an unacknowledged task is redelivered after this long "
+        "(a redelivered run that is no longer queued is ignored).",
+    )
+    heartbeat_seconds: float = Field(
+        10.0, gt=0, description="How often a worker records that a running run is alive."
+    )
+    heartbeat_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="A running run with no heartbeat for this long is failed "
+        "by the reaper (worker lost).",
+    )
+    redispatch_after_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="A queued run the broker accepted but no worker claimed "
+        "is sent again after this long (duplicates are harmless).",
+    )
+    scheduler_tick_seconds: float = Field(
+        5.0, gt=0, description="How often the scheduler looks for due work."
+    )
+    scheduler_lease_seconds: float = Field(
+        30.0, gt=0, description="Leader lease length: a dead leader is replaced within this."
+    )
+    autopilot_interval_minutes: int = Field(
+        5, ge=1, le=1440, description="Default wake-up interval of the autopilot (seed: 5 min)."
+    )
     registry_path: Path | None = Field(
         None, description="Override of the run-type registry file (default: the shipped one)."
     )

@@ -154,6 +154,8 @@ def make_settings(tmp: Path, database_url: str, **overrides: Any) -> Settings:
         "llm_retry_base_seconds": 0.01,
         "llm_retry_max_seconds": 0.05,
         "llm_timeout_seconds": 5,
+        # Tests share one connection across threads: no background heartbeat unless asked.
+        "heartbeat_seconds": 3600,
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

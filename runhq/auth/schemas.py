@@ -25,6 +25,19 @@ class Actor:
     def has_at_least(self, role: Role) -> bool:
         return _ROLE_RANK[self.role] >= _ROLE_RANK[role]
 
+    @property
+    def person(self) -> uuid.UUID | None:
+        """The user behind the call; None for runhq's own processes (scheduler, autopilot)."""
+        return None if self.user_id == SYSTEM_USER else self.user_id
+
+
+SYSTEM_USER = uuid.UUID(int=0)
+
+
+def system_actor(workspace_id: uuid.UUID, via: str) -> Actor:
+    """runhq acting on its own (scheduler, autopilot): may start runs, never approve them."""
+    return Actor(user_id=SYSTEM_USER, workspace_id=workspace_id, role=Role.operator, via=via)
+
 
 class Token(BaseModel):
     access_token: str

@@ -5,14 +5,18 @@ from runhq.costs.models import Budget
 from runhq.db.base import Base
 from runhq.logs.models import StructuredLog
 from runhq.runs.models import Run, RunApproval
+from runhq.scheduler.models import AutopilotSettings, Schedule, SchedulerLease
 
 __all__ = [
     "ApiKey",
+    "AutopilotSettings",
     "Base",
     "Budget",
     "Membership",
     "Run",
     "RunApproval",
+    "Schedule",
+    "SchedulerLease",
     "StructuredLog",
     "User",
     "Workspace",

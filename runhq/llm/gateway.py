@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -27,6 +28,7 @@ from runhq.llm.output import OutputInvalid, parse_report
 logger = logging.getLogger(__name__)
 
 OFFLINE = "offline"
+Parser = Callable[[str], dict[str, Any]]
 _RETRYABLE = (
     openai.RateLimitError,
     openai.InternalServerError,
@@ -182,10 +184,12 @@ class Gateway:
         fallback_model: str | None,
         messages: list[dict[str, str]],
         deadline: float,
+        parse: Parser = parse_report,
     ) -> Completion:
-        """Call ``model`` (then ``fallback_model``) until a valid report comes back.
+        """Call ``model`` (then ``fallback_model``) until a valid answer comes back.
 
-        ``deadline`` is a ``time.monotonic()`` instant: the run's timeout.
+        ``deadline`` is a ``time.monotonic()`` instant: the run's timeout. ``parse`` turns
+        the text into the expected object or raises ``OutputInvalid`` (default: a report).
         """
         notes: list[str] = []
         failures: list[str] = []
@@ -193,7 +197,7 @@ class Gateway:
         invalid_output = False
         for name in [model] + ([fallback_model] if fallback_model else []):
             try:
-                completion = self._complete_with(name, messages, deadline, notes)
+                completion = self._complete_with(name, messages, deadline, notes, parse)
             except (openai.APIError, ModelUnavailable) as exc:
                 why = _describe(exc) if isinstance(exc, openai.APIError) else str(exc)
                 if isinstance(exc, ModelUnavailable):
@@ -221,7 +225,12 @@ class Gateway:
         )
 
     def _complete_with(
-        self, name: str, messages: list[dict[str, str]], deadline: float, notes: list[str]
+        self,
+        name: str,
+        messages: list[dict[str, str]],
+        deadline: float,
+        notes: list[str],
+        parse: Parser = parse_report,
     ) -> Completion:
         cfg = self._config(name)
         tokens_in = tokens_out = calls = 0
@@ -237,7 +246,7 @@ class Gateway:
             tokens_in += t_in
             tokens_out += t_out
             try:
-                output = parse_report(text)
+                output = parse(text)
             except OutputInvalid as exc:
                 if attempt == 1:
                     raise OutputInvalidAfterRepair(

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import traceback
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import select
@@ -20,6 +23,7 @@ from runhq import clock
 from runhq.config import Settings
 from runhq.context.schemas import ContextRequest
 from runhq.context.service import gather_context
+from runhq.db.session import transaction
 from runhq.llm.gateway import (
     Completion,
     Gateway,
@@ -30,7 +34,7 @@ from runhq.llm.output import format_instructions
 from runhq.registry.schemas import RunTypeSpec
 from runhq.registry.service import Registry
 from runhq.runs.models import Run, RunStatus
-from runhq.runs.state import StaleTransition, claim, transition
+from runhq.runs.state import StaleTransition, claim, record_heartbeat, transition
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +104,8 @@ class Engine:
         started = time.monotonic()
         deadline = started + spec.timeout_seconds
         try:
-            completion = self._pipeline(session, run, spec, deadline)
+            with self._heartbeat(run):
+                completion = self._pipeline(session, run, spec, deadline)
         except RunCancelled:
             return self._finish(
                 session,
@@ -186,6 +191,29 @@ class Engine:
         )
         return completion
 
+    @contextmanager
+    def _heartbeat(self, run: Run) -> Iterator[None]:
+        """Record every few seconds that this worker still runs ``run`` (own transactions)."""
+        token = run.claim_token
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(self.settings.heartbeat_seconds):
+                try:
+                    with transaction(self.sessions) as session:
+                        if not record_heartbeat(session, run.id, token):  # type: ignore[arg-type]
+                            return  # finished, reaped or cancelled: nothing left to keep alive
+                except Exception:  # a missed beat is tolerated; the reaper allows several
+                    logger.warning("heartbeat of run %s failed", run.id, exc_info=True)
+
+        thread = threading.Thread(target=beat, name=f"runhq-heartbeat-{run.id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(5)
+
     def _finish(
         self,
         session: Session,
@@ -207,13 +235,18 @@ class Engine:
                 values=values,
                 log_metadata=log_metadata,
                 unless_cancel_requested=status == RunStatus.completed,
+                claim_token=run.claim_token,
             )
             session.commit()
             return status
         except StaleTransition:
             session.rollback()
         session.refresh(run)
-        if run.status == RunStatus.running and run.cancel_requested:
+        if run.status != RunStatus.running:
+            logger.warning(
+                "run %s was %s while this worker ran it (claim lost)", run.id, run.status
+            )
+        elif run.cancel_requested:
             values["error"] = "cancelled while running"
             transition(session, run, RunStatus.cancelled, values=values)
             session.commit()

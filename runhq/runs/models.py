@@ -40,6 +40,8 @@ class Run(IdMixin, CreatedAtMixin, Base):
         Index("ix_runs_workspace_created", "workspace_id", "created_at"),
         Index("ix_runs_workspace_status", "workspace_id", "status"),
         Index("ix_runs_workspace_type_created", "workspace_id", "run_type", "created_at"),
+        # The dispatcher (queued, not yet accepted by the broker) and the reaper (running).
+        Index("ix_runs_status_updated", "status", "updated_at"),
     )
 
     workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
@@ -72,6 +74,12 @@ class Run(IdMixin, CreatedAtMixin, Base):
     actual_cost: Mapped[float | None] = mapped_column(default=None)
     duration_ms: Mapped[int | None] = mapped_column(default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+    # Set by the worker that claimed the run; its heartbeats and result must carry it.
+    claim_token: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Outbox: when the broker accepted the task for this run (NULL: to be (re)sent).
+    dispatched_at: Mapped[datetime | None] = mapped_column(default=None)
+    dispatch_attempts: Mapped[int] = mapped_column(default=0)
     updated_at: Mapped[datetime] = mapped_column(default=clock.now)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import jsonschema
-from sqlalchemy import Integer, func, select
+from sqlalchemy import Integer, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -198,7 +198,7 @@ def create_run(
         status=status.value,
         active_key=key,
         idempotency_key=idempotency_key,
-        requested_by=actor.user_id,
+        requested_by=actor.person,
         requested_via=actor.via,
         model_requested=spec.model,
         estimated_cost=spec.estimated_cost_eur,
@@ -231,7 +231,7 @@ def create_run(
             "run_type": run_type,
             "platform_key": platform_key,
             "status": status.value,
-            "user_id": str(actor.user_id),
+            "user_id": str(actor.person) if actor.person else None,
             "via": actor.via,
             "cost_estimate": spec.estimated_cost_eur,
             "parent_run_id": str(parent.id) if parent else None,
@@ -624,3 +624,84 @@ def import_run_record(
         },
     )
     return run
+
+
+def reap_stuck_runs(
+    session: Session,
+    registry: Registry,
+    *,
+    heartbeat_timeout: timedelta,
+    grace: timedelta = timedelta(seconds=30),
+    limit: int = 200,
+) -> list[tuple[Run, str]]:
+    """Fail running runs whose worker is gone or whose time is up; returns (run, reason).
+
+    A reaped run is failed, not re-queued: whether the model was called is unknown, and a
+    retry is an explicit, logged decision (``retry_run``).
+    """
+    now = clock.now()
+    reaped: list[tuple[Run, str]] = []
+    running = session.scalars(
+        select(Run)
+        .where(Run.status == RunStatus.running.value)
+        .order_by(Run.updated_at)
+        .limit(limit)
+    ).all()
+    for run in running:
+        beat = run.heartbeat_at or run.started_at or run.updated_at
+        timeout = (
+            timedelta(seconds=registry.run_types[run.run_type].timeout_seconds)
+            if run.run_type in registry.run_types
+            else timedelta(hours=1)
+        )
+        if now - beat > heartbeat_timeout:
+            seconds = int((now - beat).total_seconds())
+            reason = f"worker lost: no heartbeat for {seconds} s"
+        elif run.started_at is not None and now - run.started_at > timeout + grace:
+            reason = f"timeout: still running after {int(timeout.total_seconds())} s"
+        else:
+            continue
+        try:
+            with session.begin_nested():
+                transition(
+                    session,
+                    run,
+                    RunStatus.failed,
+                    values={"error": reason},
+                    log_metadata={"error_message": reason, "reaped": True},
+                    source=LogSource.system,
+                )
+        except InvalidTransition:  # finished meanwhile
+            continue
+        reaped.append((run, reason))
+    return reaped
+
+
+def list_undispatched(
+    session: Session, *, redispatch_after: timedelta, limit: int = 500
+) -> list[uuid.UUID]:
+    """Queued runs the broker never accepted, or accepted long ago with no claim since."""
+    stale = clock.now() - redispatch_after
+    return list(
+        session.scalars(
+            select(Run.id)
+            .where(
+                Run.status == RunStatus.queued.value,
+                or_(Run.dispatched_at.is_(None), Run.dispatched_at < stale),
+            )
+            .order_by(Run.created_at)
+            .limit(limit)
+        )
+    )
+
+
+def mark_dispatched(session: Session, run_ids: list[uuid.UUID]) -> None:
+    """The broker accepted these runs' tasks (outbox bookkeeping; status unchanged)."""
+    if not run_ids:
+        return
+    session.execute(
+        update(Run)
+        .where(Run.id.in_(run_ids), Run.status == RunStatus.queued.value)
+        .values(dispatched_at=clock.now(), dispatch_attempts=Run.dispatch_attempts + 1)
+        .execution_options(synchronize_session=False)
+    )

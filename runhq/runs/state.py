@@ -64,11 +64,14 @@ def transition(
     log_metadata: dict[str, Any] | None = None,
     source: LogSource = LogSource.executive_run,
     unless_cancel_requested: bool = False,
+    claim_token: uuid.UUID | None = None,
 ) -> Run:
     """Move ``run`` to ``target`` (with extra column ``values``) and log it; no commit.
 
     ``unless_cancel_requested``: also lose the compare-and-set if a cancel was requested
     meanwhile (the engine's final step), without reading the row first.
+    ``claim_token``: the fencing token of the worker that claimed the run; a worker whose
+    claim was taken away (reaped) cannot write a result.
     """
     current = RunStatus(run.status)
     check_transition(current, target)
@@ -82,6 +85,8 @@ def transition(
     stmt = update(Run).where(Run.id == run.id, Run.status == current.value)
     if unless_cancel_requested:
         stmt = stmt.where(Run.cancel_requested.is_(False))
+    if claim_token is not None:
+        stmt = stmt.where(Run.claim_token == claim_token)
     result = session.execute(stmt.values(**changes).execution_options(synchronize_session=False))
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise StaleTransition(
@@ -140,7 +145,13 @@ def claim(session: Session, run_id: uuid.UUID) -> Run | None:
     run = session.scalars(
         update(Run)
         .where(Run.id == run_id, Run.status == S.queued.value)
-        .values(status=S.running.value, started_at=now, updated_at=now)
+        .values(
+            status=S.running.value,
+            started_at=now,
+            updated_at=now,
+            heartbeat_at=now,
+            claim_token=uuid.uuid4(),
+        )
         .returning(Run),
         execution_options={"synchronize_session": False},
     ).one_or_none()
@@ -157,3 +168,18 @@ def claim(session: Session, run_id: uuid.UUID) -> Run | None:
         metadata=_log_metadata(run, S.queued, S.running, now, None),
     )
     return run
+
+
+def record_heartbeat(session: Session, run_id: uuid.UUID, claim_token: uuid.UUID) -> bool:
+    """The claiming worker says the run is alive; False once the claim was lost."""
+    result = session.execute(
+        update(Run)
+        .where(
+            Run.id == run_id,
+            Run.status == S.running.value,
+            Run.claim_token == claim_token,
+        )
+        .values(heartbeat_at=clock.now())
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,1 @@
+"""Schedules, the leader scheduler, autopilot."""
