@@ -148,7 +148,7 @@ def _parse_field(text: str, field: _Field) -> tuple[str, set[int]]:
 
 class _Cron(NamedTuple):
     normalised: str  # what check_cron returns and the schedule stores
-    fields: str  # the 5-field form given to croniter (macros expanded)
+    fields: str  # what croniter gets: each field '*' or the explicit list of its values
 
 
 @lru_cache(maxsize=512)
@@ -165,7 +165,7 @@ def _parse(expr: str) -> _Cron:
         if macro not in _MACROS:
             known = ", ".join(_MACROS)
             raise _bad_cron(f"unknown macro {text!r}; use one of {known} or 5 fields")
-        return _Cron(macro, _MACROS[macro])
+        return _Cron(macro, _parse(_MACROS[macro]).fields)
     parts = text.split()
     if len(parts) != len(_FIELDS):
         extra = " (seconds and years are not supported)" if len(parts) > len(_FIELDS) else ""
@@ -177,9 +177,17 @@ def _parse(expr: str) -> _Cron:
     days, months = parsed[2][1], parsed[3][1]
     if parts[4] == "*" and not any(day <= _DAYS_IN_MONTH[m - 1] for day in days for m in months):
         raise _bad_cron(f"{normalised!r} never fires: no selected month has that day")
-    if not croniter.is_valid(normalised):  # defensive: this grammar is a subset of croniter's
+    # croniter reads some syntax its own way (croniter 7: an equal range "5-5" or "JAN-JAN" is
+    # the whole cycle, reversed ranges wrap around): give it plain values only. A '*' stays a
+    # '*' so that day of month and day of week combine as croniter does (either matches when
+    # both are restricted).
+    fields = " ".join(
+        "*" if part == "*" else ",".join(map(str, sorted(values)))
+        for part, (_, values) in zip(parts, parsed, strict=True)
+    )
+    if not croniter.is_valid(fields):  # defensive: cannot happen with plain values
         raise _bad_cron(f"{normalised!r} is not a valid expression")
-    return _Cron(normalised, normalised)
+    return _Cron(normalised, fields)
 
 
 def check_cron(expr: str) -> str:
