@@ -234,3 +234,67 @@ def test_reads_as_another_user_are_scoped_to_their_role(initialised: Cli) -> Non
     code, _, err = initialised("runs", "--user", "ghost@example.com")
     assert code == 1
     assert "no user" in err
+
+
+def test_schedules_verbs(initialised: Cli) -> None:
+    code, out, err = initialised(
+        "schedules", "add", "brief", "DAILY_EXECUTIVE_BRIEF", "--cron", "30 7 * * 1-5", "--json"
+    )
+    assert code == 0, err
+    added = json.loads(out)
+    assert len(added["next_firings"]) == 5
+    code, out, _ = initialised("schedules", "--json")
+    assert [s["job_key"] for s in json.loads(out)] == ["brief"]
+    code, out, _ = initialised("schedules")
+    assert "brief" in out
+    assert initialised("schedules", "disable", "brief")[0] == 0
+    code, out, _ = initialised("schedules", "--json")
+    assert json.loads(out)[0]["enabled"] is False
+    assert initialised("schedules", "enable", "brief")[0] == 0
+    assert initialised("schedules", "remove", "brief")[0] == 0
+    code, _, err = initialised("schedules", "remove", "brief")
+    assert code == 1
+    assert "no schedule" in err
+
+
+def test_schedules_bad_inputs(initialised: Cli) -> None:
+    code, _, err = initialised("schedules", "add", "x", "SEO_AUDIT", "--cron", "61 * * * *")
+    assert code == 1
+    assert "cron:" in err
+    code, _, err = initialised(
+        "schedules", "add", "x", "SEO_AUDIT", "--cron", "0 8 * * *", "--tz", "Nowhere/City"
+    )
+    assert code == 1
+    assert "timezone" in err
+    code, _, err = initialised("schedules", "add", "Bad Key", "SEO_AUDIT", "--cron", "0 8 * * *")
+    assert code == 1
+    assert "job_key" in err
+    code, _, err = initialised("schedules", "add", "x", "NOPE", "--cron", "0 8 * * *")
+    assert code == 1
+    assert "unknown run type" in err
+    code, out, _ = initialised("schedules", "--json")
+    assert json.loads(out) == []
+
+
+def test_autopilot_verbs(initialised: Cli) -> None:
+    code, out, _ = initialised("autopilot", "status", "--json")
+    assert json.loads(out)["enabled"] is False
+    code, out, _ = initialised("autopilot", "on", "--interval", "10", "--json")
+    state = json.loads(out)
+    assert (state["enabled"], state["interval_minutes"], state["mode"]) == (
+        True,
+        10,
+        "deterministic",
+    )
+    code, _, _ = initialised("autopilot", "on", "--interval", "0")
+    assert code == 2
+    code, out, _ = initialised("autopilot", "decisions", "--json")
+    assert json.loads(out)["items"] == []
+    code, out, _ = initialised("autopilot", "off")
+    assert "autopilot off" in out
+
+
+def test_worker_rejects_an_unknown_pool(initialised: Cli) -> None:
+    code, _, err = initialised("worker", "--pool", "gevent")
+    assert code == 1
+    assert "--pool" in err

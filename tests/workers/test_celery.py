@@ -312,3 +312,22 @@ def test_json_report_of_a_scheduler_tick(cluster: Cluster) -> None:
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["leader"] is True
+
+
+def test_rabbitmq_broker_works_too(cluster: Cluster, tmp_path: Path) -> None:
+    broker = os.environ.get("RUNHQ_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+    try:
+        with socket.create_connection(("127.0.0.1", 5672), timeout=2):
+            pass
+    except OSError as exc:
+        service_unavailable("RabbitMQ", str(exc))
+    import kombu
+
+    with kombu.Connection(broker) as conn:  # a clean queue: no task left from another run
+        conn.SimpleQueue("runhq").clear()
+    executor = _executor(cluster, tmp_path, broker=broker)
+    cluster.start("worker", "--concurrency", "2", name="worker-amqp", RUNHQ_BROKER_URL=broker)
+    ids = cluster.create(10, executor=executor)
+    final = cluster.wait(ids, _terminal)
+    executor.stop()
+    assert set(final.values()) == {"completed"}
