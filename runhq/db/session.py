@@ -92,6 +92,11 @@ def on_commit(session: Session, callback: Callable[[], None]) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _run_after_commit(session: Session) -> None:
+    # SQLAlchemy also fires after_commit when a SAVEPOINT is released: the outer
+    # transaction has not committed then, and announcing now would let a worker look for
+    # a row it cannot see yet.
+    if session.in_nested_transaction():
+        return
     callbacks: list[Callable[[], None]] = session.info.pop(_AFTER_COMMIT, [])
     for callback in callbacks:
         try:
@@ -101,7 +106,6 @@ def _run_after_commit(session: Session) -> None:
 
 
 @event.listens_for(Session, "after_soft_rollback")
-def _drop_after_commit(session: Session, _previous: Any) -> None:
-    if session.is_active:
-        return
-    session.info.pop(_AFTER_COMMIT, None)
+def _drop_after_commit(session: Session, previous_transaction: Any) -> None:
+    if previous_transaction.parent is None:  # the outermost transaction rolled back
+        session.info.pop(_AFTER_COMMIT, None)

@@ -91,7 +91,9 @@ class CeleryExecutor:
     """The server/scheduler side: publishes queued runs; workers execute them."""
 
     def __init__(self, settings: Settings, session_factory: sessionmaker[Session]) -> None:
-        self.app = configure_celery(celery_app, settings)
+        # Its own app (publishing is by task name): no broker connection is shared with
+        # another executor or a worker configured differently in the same process.
+        self.app = configure_celery(Celery("runhq-publisher"), settings)
         self.sessions = session_factory
         self._queue: queue.Queue[uuid.UUID | None] = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -104,6 +106,7 @@ class CeleryExecutor:
         self._queue.put(None)
         if self._thread is not None:
             self._thread.join(timeout)
+        self.app.close()
 
     def notify(self, run_id: uuid.UUID) -> None:
         self._queue.put(run_id)  # never blocks the request on the broker

@@ -1,0 +1,265 @@
+"""Runs/s through Celery beside raw Celery no-op tasks, and queue-to-start latency.
+
+Same machine, same broker (Redis), same worker concurrency and pool, one process run:
+1. raw: N no-op tasks through a bare Celery app (bench.celery_noop) — the broker's floor;
+2. runhq: N runs (DAILY_EXECUTIVE_BRIEF, offline provider = a zero-latency model) created
+   through the service, published after commit, executed by `runhq worker`, on PostgreSQL;
+3. latency: runs created one at a time on an idle system; started_at - created_at, p50/p99,
+   for the local executor (embedded) and Celery. The scheduler adds up to one tick
+   (RUNHQ_SCHEDULER_TICK_SECONDS) before a due firing becomes a queued run.
+
+    .venv/bin/python -m bench.celery_throughput [--runs 200] [--latency-samples 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import redis
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.engine import make_url
+
+from runhq.auth import service as auth
+from runhq.auth.models import Role
+from runhq.auth.schemas import Actor
+from runhq.config import Settings
+from runhq.db.migrate import upgrade
+from runhq.db.session import build_engine, make_session_factory, transaction
+from runhq.registry.service import get_registry
+from runhq.runs import service as runs
+from runhq.runs.engine import Engine as RunEngine
+from runhq.runs.models import Run
+from runhq.workers.celery import CeleryExecutor
+from runhq.workers.local import LocalExecutor
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+BROKER = "redis://127.0.0.1:6379/12"
+BIN = Path(sys.executable).parent
+CONCURRENCY = os.environ.get("BENCH_CONCURRENCY", "2")
+
+
+def _wait_procs_ready(seconds: float = 4.0) -> None:
+    time.sleep(seconds)  # worker boot; excluded from the timings
+
+
+def raw_celery(n: int) -> float:
+    r = redis.Redis.from_url(BROKER)
+    r.flushdb()
+    env = {**os.environ, "BENCH_BROKER_URL": BROKER}
+    proc = subprocess.Popen(
+        [
+            str(BIN / "celery"),
+            "-A",
+            "bench.celery_noop",
+            "worker",
+            "-Q",
+            "bench-noop",
+            "--concurrency",
+            CONCURRENCY,
+            "--pool",
+            "prefork",
+            "--loglevel",
+            "warning",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        _wait_procs_ready()
+        from bench.celery_noop import COUNTER, noop
+
+        start = time.perf_counter()
+        for _ in range(n):
+            noop.delay()
+        while int(r.get(COUNTER) or 0) < n:
+            time.sleep(0.005)
+        return time.perf_counter() - start
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+
+
+def _database() -> tuple[str, Any]:
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    name = f"runhq_bench_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    return make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False), admin
+
+
+def _create(sessions: Any, actor: Actor, n: int, notify: Any) -> list[uuid.UUID]:
+    registry = get_registry()
+    ids = []
+    with transaction(sessions) as session:
+        for _ in range(n):
+            run, _ = runs.create_run(
+                session,
+                actor,
+                registry,
+                run_type="DAILY_EXECUTIVE_BRIEF",
+                platform_key=f"b-{uuid.uuid4().hex[:10]}",
+                notify=notify,
+            )
+            ids.append(run.id)
+    return ids
+
+
+def _wait_done(sessions: Any, ids: list[uuid.UUID], timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while _done(sessions, ids) < len(ids):
+        if time.monotonic() > deadline:
+            with sessions() as session:
+                states = session.scalars(select(Run.status).where(Run.id.in_(ids))).all()
+            raise SystemExit(f"runs did not finish: {sorted(set(states))}")
+        time.sleep(0.01)
+
+
+def _done(sessions: Any, ids: list[uuid.UUID]) -> int:
+    with sessions() as session:
+        return len(
+            session.scalars(
+                select(Run.id).where(Run.id.in_(ids), Run.status.in_(["completed", "failed"]))
+            ).all()
+        )
+
+
+def _latencies(sessions: Any, ids: list[uuid.UUID]) -> list[float]:
+    with sessions() as session:
+        rows = session.execute(select(Run.created_at, Run.started_at).where(Run.id.in_(ids)))
+        return [(s - c).total_seconds() * 1000 for c, s in rows if s is not None]
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+
+def runhq_bench(n: int, samples: int, tmp: Path) -> dict[str, Any]:
+    url, admin = _database()
+    db = build_engine(url)
+    upgrade(db)
+    sessions = make_session_factory(db)
+    with transaction(sessions) as session:
+        ws = auth.create_workspace(session, name="bench")
+        user = auth.create_user(
+            session,
+            email="bench@example.com",
+            password="bench-password",
+            workspace_id=ws.id,
+            role=Role.owner,
+        )
+        actor = Actor(user_id=user.id, workspace_id=ws.id, role=Role.owner)
+    settings = Settings(
+        _env_file=None,
+        data_dir=tmp,
+        database_url=url,  # type: ignore[call-arg]
+        secret_key="b" * 40,
+        executor="celery",
+        broker_url=BROKER,
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNHQ_")}
+    env.update(
+        RUNHQ_DATABASE_URL=url,
+        RUNHQ_DATA_DIR=str(tmp),
+        RUNHQ_SECRET_KEY="b" * 40,
+        RUNHQ_EXECUTOR="celery",
+        RUNHQ_BROKER_URL=BROKER,
+    )
+    redis.Redis.from_url(BROKER).flushdb()
+    worker = subprocess.Popen(
+        [str(BIN / "runhq"), "worker", "--concurrency", CONCURRENCY, "--loglevel", "warning"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp / "worker.log").open("wb"),
+        start_new_session=True,
+    )
+    executor = CeleryExecutor(settings, sessions)
+    executor.start()
+    result: dict[str, Any] = {}
+    try:
+        _wait_procs_ready()
+        _ = _create(sessions, actor, 10, executor.notify)  # warm-up
+        time.sleep(2)
+        start = time.perf_counter()
+        ids = _create(sessions, actor, n, executor.notify)
+        _wait_done(sessions, ids)
+        result["celery_seconds"] = time.perf_counter() - start
+        one_by_one = []
+        for _ in range(samples):
+            one_by_one += _create(sessions, actor, 1, executor.notify)
+            time.sleep(0.1)
+        _wait_done(sessions, one_by_one)
+        result["celery_latency_ms"] = _latencies(sessions, one_by_one)
+    finally:
+        executor.stop()
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(30)
+    local_settings = settings.model_copy(update={"executor": "local"})
+    engine = RunEngine(sessions, local_settings, get_registry())
+    local = LocalExecutor(engine, sessions, threads=int(CONCURRENCY))
+    local.start()
+    try:
+        one_by_one = []
+        for _ in range(samples):
+            one_by_one += _create(sessions, actor, 1, local.notify)
+            time.sleep(0.1)
+        _wait_done(sessions, one_by_one)
+        result["local_latency_ms"] = _latencies(sessions, one_by_one)
+    finally:
+        local.stop()
+        db.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--latency-samples", type=int, default=50)
+    args = parser.parse_args()
+    raw_s = raw_celery(args.runs)
+    with tempfile.TemporaryDirectory() as tmp:
+        r = runhq_bench(args.runs, args.latency_samples, Path(tmp))
+    print(
+        json.dumps(
+            {
+                "runs": args.runs,
+                "raw_celery_tasks_per_s": round(args.runs / raw_s, 1),
+                "runhq_celery_runs_per_s": round(args.runs / r["celery_seconds"], 1),
+                "ratio": round(raw_s / r["celery_seconds"], 2),
+                "goal": "ratio >= 0.5",
+                "queue_to_start_ms": {
+                    "local": {
+                        "p50": _pct(r["local_latency_ms"], 0.5),
+                        "p99": _pct(r["local_latency_ms"], 0.99),
+                        "mean": round(statistics.fmean(r["local_latency_ms"]), 1),
+                    },
+                    "celery": {
+                        "p50": _pct(r["celery_latency_ms"], 0.5),
+                        "p99": _pct(r["celery_latency_ms"], 0.99),
+                        "mean": round(statistics.fmean(r["celery_latency_ms"]), 1),
+                    },
+                },
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
