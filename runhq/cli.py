@@ -52,6 +52,8 @@ app.add_typer(apikey_app, name="apikey")
 app.add_typer(db_app, name="db")
 app.add_typer(schedules_app, name="schedules")
 app.add_typer(autopilot_app, name="autopilot")
+platforms_app = typer.Typer(help="Platforms the HQ watches: list (default), add, check, remove.")
+app.add_typer(platforms_app, name="platforms")
 
 out = Console()
 err = Console(stderr=True)
@@ -1062,6 +1064,101 @@ def autopilot_decisions(
         for r in item.get("rejected", []):
             out.print(f"  refused {r['job_key']}: {r['reason']}")
         out.print(f"  [dim]{item.get('reasoning')}[/]")
+
+
+# --- platforms ----------------------------------------------------------------------------
+
+
+@platforms_app.callback(invoke_without_command=True)
+def platforms_list(ctx: typer.Context, user: UserOpt = None, as_json: JsonOpt = False) -> None:
+    """Platforms with status, open incident and uptime."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from runhq.platforms import service as platforms
+    from runhq.platforms.routes import to_out
+
+    with _unit_of_work() as (_, session):
+        items = [
+            p.model_dump(mode="json")
+            for p in to_out(
+                session, platforms.list_platforms(session, _actor(session, user).workspace_id)
+            )
+        ]
+    if as_json:
+        _print_json(items)
+        return
+    table = Table("key", "name", "status", "uptime 24h", "7d", "30d", "incident", box=None)
+    for p in items:
+        cells = [f"{u['uptime']:.2%}" if u["uptime"] is not None else "—" for u in p["uptime"]]
+        incident = p["open_incident"]["reason"] if p["open_incident"] else ""
+        table.add_row(p["key"], p["name"], p["status"], *cells, incident)
+    out.print(table)
+
+
+@platforms_app.command("add")
+def platforms_add(
+    key: Annotated[str, typer.Argument(help="The runs' platform_key, e.g. app.")],
+    name: Annotated[str, typer.Option(help="Display name.")],
+    health_url: Annotated[list[str] | None, typer.Option("--health-url")] = None,
+    expected_status: Annotated[int, typer.Option()] = 200,
+    expected_body: Annotated[str | None, typer.Option()] = None,
+    interval: Annotated[int, typer.Option(help="Seconds between checks.")] = 60,
+    threshold: Annotated[int, typer.Option(help="Failed checks that open an incident.")] = 3,
+    repository: Annotated[str | None, typer.Option(help="owner/name on GitHub.")] = None,
+    user: UserOpt = None,
+) -> None:
+    """Add a platform to watch."""
+    from runhq.platforms import service as platforms
+    from runhq.platforms.schemas import PlatformIn
+
+    try:
+        body = PlatformIn(
+            key=key,
+            name=name,
+            health_urls=health_url or [],
+            expected_status=expected_status,
+            expected_body=expected_body,
+            check_interval_seconds=interval,
+            failure_threshold=threshold,
+            repository=repository,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise InvalidInput(f"{field}: {first['msg']}", details={"field": field}) from None
+    with _unit_of_work() as (_, session):
+        platforms.create_platform(session, _actor(session, user), **body.model_dump())
+    out.print(f"platform {key} added")
+
+
+@platforms_app.command("check")
+def platforms_check(
+    key: Annotated[str, typer.Argument()], user: UserOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Check a platform now."""
+    import httpx
+
+    from runhq.platforms import service as platforms
+    from runhq.platforms.routes import to_out
+
+    with _unit_of_work() as (_, session), httpx.Client() as client:
+        platform = platforms.get_platform(session, _actor(session, user).workspace_id, key)
+        platforms.check_platform(session, client, platform)
+        item = to_out(session, [platform])[0].model_dump(mode="json")
+    if as_json:
+        _print_json(item)
+    else:
+        out.print(f"{key}: {item['status']}")
+
+
+@platforms_app.command("remove")
+def platforms_remove(key: Annotated[str, typer.Argument()], user: UserOpt = None) -> None:
+    """Stop watching a platform (its checks and incidents are deleted)."""
+    from runhq.platforms import service as platforms
+
+    with _unit_of_work() as (_, session):
+        platforms.delete_platform(session, _actor(session, user), key)
+    out.print(f"platform {key} removed")
 
 
 class _OneLineFormatter(logging.Formatter):

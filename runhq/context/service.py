@@ -21,6 +21,7 @@ from runhq.context.connectors.web_search import fetch_web_search_facts
 from runhq.context.schemas import ContextRequest, Fact
 from runhq.costs import service as costs
 from runhq.logs import service as logs
+from runhq.platforms import service as platforms
 from runhq.runs import service as runs
 
 logger = logging.getLogger(__name__)
@@ -205,6 +206,71 @@ def _agents(req: ContextRequest) -> Fact:
     )
 
 
+def _platforms(req: ContextRequest) -> Fact:
+    all_platforms = platforms.list_platforms(req.session, req.workspace_id)
+    chosen = (
+        [p for p in all_platforms if p.key == req.platform_key]
+        if req.platform_key
+        else all_platforms
+    )
+    if not chosen:
+        what = f"platform {req.platform_key!r}" if req.platform_key else "any platform"
+        return _unavailable(
+            "platforms",
+            "Platform health",
+            f"no health checks configured for {what} (runhq platforms add)",
+        )
+    ids = [p.id for p in chosen]
+    day = platforms.get_uptime(req.session, ids, req.now - timedelta(hours=24))
+    week = platforms.get_uptime(req.session, ids, req.now - timedelta(days=7))
+    rows: list[dict[str, Any]] = []
+    down: list[str] = []
+    for p in chosen:
+        incident = platforms.get_open_incident(req.session, p.id)
+        recent = platforms.list_incidents(req.session, p, limit=5)
+        n24, ok24 = day.get(p.id, (0, 0))
+        n7, ok7 = week.get(p.id, (0, 0))
+        if incident is not None:
+            down.append(p.key)
+        rows.append(
+            {
+                "platform_key": p.key,
+                "name": p.name,
+                "environment": p.environment,
+                "uptime_24h": round(ok24 / n24, 4) if n24 else None,
+                "uptime_7d": round(ok7 / n7, 4) if n7 else None,
+                "checks_24h": n24,
+                "consecutive_failures": p.consecutive_failures,
+                "open_incident": {
+                    "reason": incident.reason,
+                    "since": incident.opened_at.isoformat(),
+                }
+                if incident
+                else None,
+                "incidents_recent": [
+                    {
+                        "opened_at": i.opened_at.isoformat(),
+                        "closed_at": i.closed_at.isoformat() if i.closed_at else None,
+                        "reason": i.reason,
+                    }
+                    for i in recent
+                ],
+            }
+        )
+    ratios = [float(ok / n) for n, ok in day.values() if n]
+    avg = f"{sum(ratios) / len(ratios):.2%}" if ratios else "no checks yet"
+    summary = f"{len(rows)} platform(s) watched, average uptime 24 h {avg}; " + (
+        f"open incident on {', '.join(down)}." if down else "no open incident."
+    )
+    return Fact(
+        source="platforms",
+        title="Platform health",
+        status="ok",
+        summary=summary,
+        data={"platforms": rows},
+    )
+
+
 def _unavailable(source: str, title: str, reason: str) -> Fact:
     return Fact(
         source=source,
@@ -311,6 +377,7 @@ PROVIDERS: dict[str, Provider] = {
     "log_errors": _log_errors,
     "pending_approvals": _pending_approvals,
     "agents": _agents,
+    "platforms": _platforms,
     "stripe": _stripe,
     "github": _github,
     "web_search": _web_search,

@@ -54,7 +54,12 @@ def new_id() -> uuid.UUID:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSONType, uuid.UUID: Uuid}
+    type_annotation_map = {
+        datetime: UTCDateTime,
+        dict[str, Any]: JSONType,
+        list[str]: JSONType,
+        uuid.UUID: Uuid,
+    }
 
 
 class IdMixin:

@@ -4,6 +4,7 @@ from runhq.auth.models import ApiKey, Membership, User, Workspace
 from runhq.costs.models import Budget
 from runhq.db.base import Base
 from runhq.logs.models import StructuredLog
+from runhq.platforms.models import HealthCheck, Incident, Platform
 from runhq.runs.models import Run, RunApproval
 from runhq.scheduler.models import AutopilotSettings, Schedule, SchedulerLease
 
@@ -12,7 +13,10 @@ __all__ = [
     "AutopilotSettings",
     "Base",
     "Budget",
+    "HealthCheck",
+    "Incident",
     "Membership",
+    "Platform",
     "Run",
     "RunApproval",
     "Schedule",

@@ -22,6 +22,7 @@ class LogSource(StrEnum):
     executive_run = "executive-run"
     autopilot = "autopilot"
     system = "system"
+    health = "health"
 
 
 class LogOut(BaseModel):

@@ -74,6 +74,13 @@ class Run(IdMixin, CreatedAtMixin, Base):
     actual_cost: Mapped[float | None] = mapped_column(default=None)
     duration_ms: Mapped[int | None] = mapped_column(default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+    # Two-phase action runs: "single" (report only), else "plan" (to be planned),
+    # "review" (plan awaiting approval), "act" (approved plan to carry out).
+    phase: Mapped[str] = mapped_column(String(10), default="single", server_default="single")
+    plan: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    plan_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    action_started_at: Mapped[datetime | None] = mapped_column(default=None)
+    action_result: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     # Set by the worker that claimed the run; its heartbeats and result must carry it.
     claim_token: Mapped[uuid.UUID | None] = mapped_column(default=None)
     heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -94,6 +101,9 @@ class RunApproval(IdMixin, CreatedAtMixin, Base):
     run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
     decision: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str | None] = mapped_column(Text, default=None)
+    # The plan this decision is about; an edited plan needs a new approval.
+    plan_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
     decided_by: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), default=None
     )

@@ -20,6 +20,7 @@ from runhq import clock
 from runhq.db.session import transaction
 from runhq.logs import service as logs
 from runhq.logs.schemas import LogLevel, LogSource
+from runhq.platforms.tasks import run_due_checks
 from runhq.runs import service as runs
 from runhq.runtime import Runtime
 from runhq.scheduler import autopilot
@@ -38,6 +39,7 @@ class TickReport:
     token: int | None = None
     fired: int = 0
     cycles: int = 0
+    checks: int = 0
     reaped: int = 0
     dispatched: int = 0
     purged: int = 0
@@ -66,6 +68,7 @@ class Scheduler:
         report = TickReport(leader=True, token=token)
         self._step(report, "schedules", self._fire_schedules)
         self._step(report, "autopilot", self._autopilot)
+        self._step(report, "health", self._health)
         now = clock.now()
         if now - self._last_reap >= REAP_EVERY:
             self._last_reap = now
@@ -113,6 +116,9 @@ class Scheduler:
                     notify=rt.notify,
                 )
             report.cycles += 1
+
+    def _health(self, report: TickReport) -> None:
+        report.checks = run_due_checks(self.runtime.sessions)
 
     def _reap(self, report: TickReport) -> None:
         rt = self.runtime

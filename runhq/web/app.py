@@ -16,6 +16,7 @@ from runhq.auth.routes import router as auth_router
 from runhq.config import get_settings
 from runhq.costs.routes import router as costs_router
 from runhq.logs.routes import router as logs_router
+from runhq.platforms.routes import router as platforms_router
 from runhq.registry.routes import router as run_types_router
 from runhq.runs.routes import router as runs_router
 from runhq.runtime import Runtime, build_runtime
@@ -71,6 +72,7 @@ def create_app(runtime: Runtime | None = None, *, background: bool = True) -> Fa
         logs_router,
         costs_router,
         scheduler_router,
+        platforms_router,
     ):
         api.include_router(router)
     app.include_router(api)

@@ -298,3 +298,25 @@ def test_worker_rejects_an_unknown_pool(initialised: Cli) -> None:
     code, _, err = initialised("worker", "--pool", "gevent")
     assert code == 1
     assert "--pool" in err
+
+
+def test_platforms_verbs(initialised: Cli) -> None:
+    from tests.fakes.health_server import FakeHealth
+
+    with FakeHealth() as health:
+        code, _, err = initialised(
+            "platforms", "add", "app", "--name", "App", "--health-url", health.url
+        )
+        assert code == 0, err
+        code, out, _ = initialised("platforms", "check", "app", "--json")
+        assert json.loads(out)["status"] == "up"
+    code, out, _ = initialised("platforms", "--json")
+    assert json.loads(out)[0]["uptime"][0]["checks"] == 1
+    code, out, _ = initialised("platforms")
+    assert "100.00%" in out
+    code, _, err = initialised("platforms", "add", "x", "--name", "X", "--health-url", "nope")
+    assert code == 1
+    assert "health_urls" in err
+    code, _, err = initialised("platforms", "check", "ghost")
+    assert code == 1
+    assert initialised("platforms", "remove", "app")[0] == 0

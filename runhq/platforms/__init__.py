@@ -1,0 +1,1 @@
+"""Platforms: the products the HQ watches — health checks, incidents, uptime."""

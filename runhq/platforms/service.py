@@ -1,0 +1,254 @@
+"""The only writer of platforms, health checks and incidents.
+
+A check GETs each health URL; a platform check fails if any URL fails (status, body or
+network). ``failure_threshold`` consecutive failed checks open an incident; the first
+successful check closes it. Uptime is the share of successful URL checks in a window.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import case, func, or_, select
+from sqlalchemy.orm import Session
+
+from runhq import clock
+from runhq.auth.models import Role
+from runhq.auth.schemas import Actor
+from runhq.auth.service import require_role
+from runhq.errors import AlreadyExists, NotFound
+from runhq.logs import service as logs
+from runhq.logs.schemas import LogLevel, LogSource
+from runhq.platforms.models import HealthCheck, Incident, Platform
+
+WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+
+
+def create_platform(session: Session, actor: Actor, **fields: Any) -> Platform:
+    require_role(actor, Role.admin, "adding a platform")
+    key = fields["key"]
+    if session.scalar(
+        select(Platform.id).where(Platform.workspace_id == actor.workspace_id, Platform.key == key)
+    ):
+        raise AlreadyExists(f"a platform with key {key!r} already exists", details={"field": "key"})
+    now = clock.now()
+    fields["health_urls"] = [str(u) for u in fields.get("health_urls", [])]
+    platform = Platform(workspace_id=actor.workspace_id, created_at=now, updated_at=now, **fields)
+    session.add(platform)
+    session.flush()
+    return platform
+
+
+def get_platform(session: Session, workspace_id: uuid.UUID, key: str) -> Platform:
+    platform = session.scalar(
+        select(Platform).where(Platform.workspace_id == workspace_id, Platform.key == key)
+    )
+    if platform is None:
+        raise NotFound(f"no platform {key!r}")
+    return platform
+
+
+def list_platforms(session: Session, workspace_id: uuid.UUID) -> list[Platform]:
+    return list(
+        session.scalars(
+            select(Platform).where(Platform.workspace_id == workspace_id).order_by(Platform.key)
+        )
+    )
+
+
+def update_platform(session: Session, actor: Actor, key: str, changes: dict[str, Any]) -> Platform:
+    require_role(actor, Role.admin, "changing a platform")
+    platform = get_platform(session, actor.workspace_id, key)
+    if "health_urls" in changes and changes["health_urls"] is not None:
+        changes["health_urls"] = [str(u) for u in changes["health_urls"]]
+    for name, value in changes.items():
+        setattr(platform, name, value)
+    platform.updated_at = clock.now()
+    return platform
+
+
+def delete_platform(session: Session, actor: Actor, key: str) -> None:
+    require_role(actor, Role.admin, "deleting a platform")
+    session.delete(get_platform(session, actor.workspace_id, key))
+
+
+# --- checks ---------------------------------------------------------------------------------
+
+
+def probe(client: httpx.Client, platform: Platform, url: str) -> dict[str, Any]:
+    """One HTTP GET against a health URL; never raises."""
+    start = time.monotonic()
+    try:
+        response = client.get(url, timeout=platform.check_timeout_seconds)
+    except httpx.HTTPError as exc:
+        return {
+            "ok": False,
+            "status_code": None,
+            "latency_ms": None,
+            "error": f"{type(exc).__name__}: {str(exc)[:200]}",
+        }
+    latency = int((time.monotonic() - start) * 1000)
+    error = None
+    if response.status_code != platform.expected_status:
+        error = f"HTTP {response.status_code} (expected {platform.expected_status})"
+    elif platform.expected_body and platform.expected_body not in response.text:
+        error = f"body does not contain {platform.expected_body!r}"
+    return {
+        "ok": error is None,
+        "status_code": response.status_code,
+        "latency_ms": latency,
+        "error": error,
+    }
+
+
+def record_check(
+    session: Session, platform: Platform, results: list[tuple[str, dict[str, Any]]]
+) -> Incident | None:
+    """Store one platform check (one row per URL) and open/close incidents; returns the
+    incident opened or closed by this check, if any."""
+    now = clock.now()
+    for url, result in results:
+        session.add(
+            HealthCheck(
+                workspace_id=platform.workspace_id,
+                platform_id=platform.id,
+                url=url,
+                checked_at=now,
+                **result,
+            )
+        )
+    platform.last_checked_at = now
+    failed = [r for _, r in results if not r["ok"]]
+    open_incident = get_open_incident(session, platform.id)
+    if failed:
+        platform.consecutive_failures += 1
+        if open_incident is None and platform.consecutive_failures >= platform.failure_threshold:
+            reason = "; ".join(sorted({r["error"] or "failed" for r in failed}))
+            incident = Incident(
+                workspace_id=platform.workspace_id,
+                platform_id=platform.id,
+                reason=reason,
+                failures=platform.consecutive_failures,
+                opened_at=now,
+            )
+            session.add(incident)
+            session.flush()
+            logs.create_log(
+                session,
+                message="platform.incident_opened",
+                level=LogLevel.error,
+                source=LogSource.health,
+                workspace_id=platform.workspace_id,
+                metadata={
+                    "platform_key": platform.key,
+                    "incident_id": str(incident.id),
+                    "reason": reason,
+                    "consecutive_failures": incident.failures,
+                },
+            )
+            return incident
+        if open_incident is not None:
+            open_incident.failures = platform.consecutive_failures
+        return None
+    platform.consecutive_failures = 0
+    if open_incident is not None:
+        open_incident.closed_at = now
+        logs.create_log(
+            session,
+            message="platform.incident_closed",
+            source=LogSource.health,
+            workspace_id=platform.workspace_id,
+            metadata={
+                "platform_key": platform.key,
+                "incident_id": str(open_incident.id),
+                "duration_s": int((now - open_incident.opened_at).total_seconds()),
+            },
+        )
+        return open_incident
+    return None
+
+
+def check_platform(session: Session, client: httpx.Client, platform: Platform) -> Incident | None:
+    results = [(url, probe(client, platform, url)) for url in platform.health_urls]
+    if not results:
+        return None
+    return record_check(session, platform, results)
+
+
+def list_due_checks(session: Session, *, limit: int = 100) -> list[Platform]:
+    """Platforms with health URLs whose interval has elapsed (oldest first)."""
+    now = clock.now()
+    rows = session.scalars(
+        select(Platform)
+        .where(or_(Platform.last_checked_at.is_(None), Platform.last_checked_at <= now))
+        .order_by(Platform.last_checked_at.is_not(None), Platform.last_checked_at)
+        .limit(limit * 4)
+    ).all()
+    due = [
+        p
+        for p in rows
+        if p.health_urls
+        and (
+            p.last_checked_at is None
+            or p.last_checked_at + timedelta(seconds=p.check_interval_seconds) <= now
+        )
+    ]
+    return due[:limit]
+
+
+def get_open_incident(session: Session, platform_id: uuid.UUID) -> Incident | None:
+    return session.scalar(
+        select(Incident).where(Incident.platform_id == platform_id, Incident.closed_at.is_(None))
+    )
+
+
+def list_incidents(session: Session, platform: Platform, *, limit: int = 50) -> list[Incident]:
+    return list(
+        session.scalars(
+            select(Incident)
+            .where(Incident.platform_id == platform.id)
+            .order_by(Incident.opened_at.desc())
+            .limit(limit)
+        )
+    )
+
+
+def list_checks(session: Session, platform: Platform, *, limit: int = 50) -> list[HealthCheck]:
+    return list(
+        session.scalars(
+            select(HealthCheck)
+            .where(HealthCheck.platform_id == platform.id)
+            .order_by(HealthCheck.checked_at.desc())
+            .limit(limit)
+        )
+    )
+
+
+def get_uptime(
+    session: Session, platform_ids: list[uuid.UUID], since: datetime
+) -> dict[uuid.UUID, tuple[int, int]]:
+    """(checks, ok) per platform since ``since`` — one query for all platforms."""
+    rows = session.execute(
+        select(
+            HealthCheck.platform_id,
+            func.count(HealthCheck.id),
+            func.sum(case((HealthCheck.ok.is_(True), 1), else_=0)),
+        )
+        .where(HealthCheck.platform_id.in_(platform_ids), HealthCheck.checked_at >= since)
+        .group_by(HealthCheck.platform_id)
+    ).all()
+    return {pid: (int(n), int(ok or 0)) for pid, n, ok in rows}
+
+
+def get_average_uptime(
+    session: Session, workspace_id: uuid.UUID, window: str = "24h"
+) -> float | None:
+    """The Briefing Room's uptime: the average of the platforms' uptimes ("Moyenne")."""
+    platforms = list_platforms(session, workspace_id)
+    stats = get_uptime(session, [p.id for p in platforms], clock.now() - WINDOWS[window])
+    ratios = [ok / n for n, ok in stats.values() if n]
+    return sum(ratios) / len(ratios) if ratios else None

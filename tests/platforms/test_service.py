@@ -1,0 +1,180 @@
+"""Health checks, incidents and uptime against a real local endpoint, controlled clock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from runhq.clock import FrozenClock
+from runhq.logs.models import StructuredLog
+from runhq.platforms import service
+from runhq.platforms.models import HealthCheck, Platform
+from runhq.runtime import Runtime
+from tests.conftest import Team, bearer
+from tests.fakes.health_server import FakeHealth
+
+T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def health() -> Iterator[FakeHealth]:
+    with FakeHealth() as server:
+        yield server
+
+
+def _platform(session: Session, team: Team, url: str) -> Platform:
+    return service.create_platform(
+        session,
+        team.admin,
+        key="app",
+        name="App",
+        health_urls=[url],
+        expected_body="ok",
+        failure_threshold=3,
+    )
+
+
+def test_incident_opens_after_3_failures_and_closes_on_recovery(
+    session: Session, team: Team, health: FakeHealth
+) -> None:
+    with FrozenClock(T0) as clock, httpx.Client() as client:
+        platform = _platform(session, team, health.url)
+        outcomes = []
+        for status in [200, 200, 500, 500, 500, 500, 200, 200]:
+            health.status = status
+            outcomes.append(service.check_platform(session, client, platform))
+            clock.advance(timedelta(minutes=1))
+        session.commit()
+    opened, closed = outcomes[4], outcomes[6]
+    assert [o is not None for o in outcomes] == [
+        False,
+        False,
+        False,
+        False,
+        True,
+        False,
+        True,
+        False,
+    ]
+    assert opened is closed  # the same incident, opened by the 3rd failure, closed by recovery
+    assert opened is not None
+    assert opened.opened_at == T0 + timedelta(minutes=4)
+    assert opened.closed_at == T0 + timedelta(minutes=6)
+    assert "HTTP 500" in opened.reason
+    assert opened.failures == 4
+    events = session.scalars(
+        select(StructuredLog.message)
+        .where(StructuredLog.message.like("platform.incident_%"))
+        .order_by(StructuredLog.created_at)
+    ).all()
+    assert events == ["platform.incident_opened", "platform.incident_closed"]
+
+
+def test_uptime_matches_the_stored_checks(session: Session, team: Team, health: FakeHealth) -> None:
+    with FrozenClock(T0 - timedelta(days=3)) as clock, httpx.Client() as client:
+        platform = _platform(session, team, health.url)
+        for i in range(60):  # one check an hour for 60 hours, every 4th one failing
+            health.status = 500 if i % 4 == 0 else 200
+            service.check_platform(session, client, platform)
+            clock.advance(timedelta(hours=1))
+        session.commit()
+        now = clock.current
+        stored = session.execute(
+            select(HealthCheck.checked_at, HealthCheck.ok).where(
+                HealthCheck.platform_id == platform.id
+            )
+        ).all()
+        for window, delta in service.WINDOWS.items():
+            since = now - delta
+            expected = [ok for at, ok in stored if at >= since]
+            n, ok = service.get_uptime(session, [platform.id], since)[platform.id]
+            assert (n, ok) == (len(expected), sum(expected)), window
+        avg = service.get_average_uptime(session, team.workspace_id)
+    last_day = [ok for at, ok in stored if at >= now - timedelta(hours=24)]
+    assert avg == pytest.approx(sum(last_day) / len(last_day))
+
+
+def test_wrong_body_and_unreachable_count_as_failures(
+    session: Session, team: Team, health: FakeHealth
+) -> None:
+    with httpx.Client() as client:
+        platform = _platform(session, team, health.url)
+        health.body = "maintenance"
+        r = service.probe(client, platform, health.url)
+        assert r["ok"] is False
+        assert "body does not contain" in r["error"]
+        r = service.probe(client, platform, "http://127.0.0.1:9/health")
+        assert r["ok"] is False
+        assert r["status_code"] is None
+
+
+def test_due_checks_respect_the_interval(session: Session, team: Team, health: FakeHealth) -> None:
+    with FrozenClock(T0) as clock, httpx.Client() as client:
+        platform = _platform(session, team, health.url)
+        assert [p.key for p in service.list_due_checks(session)] == ["app"]
+        service.check_platform(session, client, platform)
+        assert service.list_due_checks(session) == []
+        clock.advance(timedelta(seconds=platform.check_interval_seconds))
+        assert [p.key for p in service.list_due_checks(session)] == ["app"]
+
+
+def test_platforms_api(
+    client: TestClient, runtime: Runtime, team: Team, session: Session, health: FakeHealth
+) -> None:
+    h = bearer(runtime, team.admin)
+    body = {"key": "app", "name": "App", "health_urls": [health.url], "expected_body": "ok"}
+    r = client.post("/api/v1/platforms", json=body, headers=h)
+    assert r.status_code == 201, r.text
+    assert r.json()["status"] == "unknown"
+    assert client.post("/api/v1/platforms", json=body, headers=h).status_code == 409
+    checked = client.post("/api/v1/platforms/app/check", headers=h).json()
+    assert checked["status"] == "up"
+    assert checked["uptime"][0] == {"window": "24h", "checks": 1, "ok": 1, "uptime": 1.0}
+    assert len(client.get("/api/v1/platforms/app/checks", headers=h).json()) == 1
+    assert client.get("/api/v1/platforms/app/incidents", headers=h).json() == []
+    for bad in (
+        {"key": "Bad Key", "name": "x"},
+        {"key": "x", "name": "x", "health_urls": ["not a url"]},
+        {"key": "x", "name": "x", "failure_threshold": 0},
+    ):
+        assert client.post("/api/v1/platforms", json=bad, headers=h).status_code == 422
+    assert (
+        client.post(
+            "/api/v1/platforms", json={**body, "key": "y"}, headers=bearer(runtime, team.operator)
+        ).status_code
+        == 403
+    )
+    assert session.scalar(select(func.count(Platform.id))) == 1
+    assert client.get("/api/v1/platforms/none", headers=h).status_code == 404
+
+
+def test_platform_facts_reach_the_status_review(
+    session: Session, runtime: Runtime, team: Team, health: FakeHealth
+) -> None:
+    from runhq.runs import service as runs
+
+    with httpx.Client() as client:
+        platform = _platform(session, team, health.url)
+        health.status = 503
+        for _ in range(3):
+            service.check_platform(session, client, platform)
+    run, _ = runs.create_run(
+        session,
+        team.operator,
+        runtime.registry,
+        run_type="PLATFORM_STATUS_REVIEW",
+        platform_key="app",
+    )
+    session.commit()
+    runtime.engine.execute(run.id)
+    session.refresh(run)
+    fact = run.context["facts"]["platforms"] if run.context else {}
+    assert fact["status"] == "ok"
+    assert "open incident on app" in fact["summary"]
+    assert "open incident on app" in (run.executive_summary or "")
