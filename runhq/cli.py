@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import typer
@@ -356,7 +356,9 @@ def run_(
         _print_json(_run_json(final))
     else:
         _print_run(final)
-    if final.status != RunStatus.completed:
+    if final.status == RunStatus.pending_approval:
+        err.print(f"plan ready: an owner must approve it (`runhq approve {final.id}`)")
+    elif final.status != RunStatus.completed:
         raise typer.Exit(1)
 
 
@@ -412,8 +414,10 @@ def _wait_for(runtime: Runtime, run_id: uuid.UUID, timeout: float, *, quiet: boo
             spinner.update(text=f"{run.run_type} · {run.status} · {elapsed:.0f}s")
             if show:
                 live.refresh()
-            if RunStatus(run.status) in TERMINAL_STATUSES:
-                return run
+            if RunStatus(run.status) in TERMINAL_STATUSES or (
+                run.status == RunStatus.pending_approval and run.phase == "review"
+            ):
+                return run  # finished, or an action run's plan is ready for approval
             if run.status == RunStatus.queued and elapsed > 10 and not hinted:
                 hinted = True
                 err.print(
@@ -438,6 +442,9 @@ def _print_run(run: Run) -> None:
     )
     if run.executive_summary:
         out.print(f"\n{run.executive_summary}")
+    if run.plan:
+        out.print(f"\n[bold]plan[/] ({run.phase}, hash {(run.plan_hash or '')[:12]}):")
+        out.print_json(json.dumps(run.plan, default=str))
     if run.error:
         out.print(f"\n[red]error:[/] {run.error}")
 
@@ -505,7 +512,13 @@ def approve(
     from runhq.runs import service as runs
 
     with _unit_of_work() as (_, session):
-        run = runs.approve_run(session, _actor(session, user), _parse_id(run_id), reason=reason)
+        run = runs.approve_run(
+            session,
+            _actor(session, user),
+            _parse_id(run_id),
+            reason=reason,
+            ttl=timedelta(hours=_runtime().settings.approval_ttl_hours),
+        )
         _done(run, "approved: queued for execution", as_json)
 
 

@@ -111,6 +111,15 @@ class Settings(BaseSettings):
     scheduler_lease_seconds: float = Field(
         30.0, gt=0, description="Leader lease length: a dead leader is replaced within this."
     )
+    approval_ttl_hours: float = Field(
+        24.0, gt=0, description="An approval of an action run's plan expires after this."
+    )
+    release_gate_max_age_hours: float = Field(
+        24.0,
+        gt=0,
+        description="DEPLOY_TO_PRODUCTION needs a passed RELEASE_GATE_CHECK of "
+        "the platform this recent.",
+    )
     autopilot_interval_minutes: int = Field(
         5, ge=1, le=1440, description="Default wake-up interval of the autopilot (seed: 5 min)."
     )

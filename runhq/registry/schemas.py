@@ -91,6 +91,10 @@ class RunTypeSpec(BaseModel):
     context: list[str] = Field(min_length=1)
     output_sections: list[str] = Field(min_length=2)
     params: dict[str, ParamSpec] = Field(default_factory=dict)
+    # Two-phase action runs: a plan first, the owner approves that plan, then the act.
+    action: Literal["deploy", "email", "pricing", "rls"] | None = None
+    # Gate runs answer with a verdict ("pass"/"fail") other runs rely on.
+    gate: bool = False
 
     @field_validator("context")
     @classmethod
@@ -104,6 +108,8 @@ class RunTypeSpec(BaseModel):
         # Seed 001: every high and critical run type waits for an owner's approval.
         if self.risk in GATED_RISKS and not self.requires_approval:
             raise ValueError(f"risk '{self.risk}' requires requires_approval = true")
+        if self.action is not None and not self.requires_approval:
+            raise ValueError("an action run type must require approval")
         if self.fallback_model == self.model:
             raise ValueError("fallback_model must differ from model")
         return self

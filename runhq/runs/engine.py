@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from runhq import clock
+from runhq.actions import service as actions
 from runhq.config import Settings
 from runhq.context.schemas import ContextRequest
 from runhq.context.service import gather_context
@@ -33,7 +34,9 @@ from runhq.llm.gateway import (
 from runhq.llm.output import format_instructions
 from runhq.registry.schemas import RunTypeSpec
 from runhq.registry.service import Registry
+from runhq.runs import service as runs_service
 from runhq.runs.models import Run, RunStatus
+from runhq.runs.service import plan_digest
 from runhq.runs.state import StaleTransition, claim, record_heartbeat, transition
 
 logger = logging.getLogger(__name__)
@@ -103,6 +106,9 @@ class Engine:
         spec = self.registry.get(run.run_type)
         started = time.monotonic()
         deadline = started + spec.timeout_seconds
+        if run.phase == "act":
+            with self._heartbeat(run):
+                return self._act(session, run, started)
         try:
             with self._heartbeat(run):
                 completion = self._pipeline(session, run, spec, deadline)
@@ -131,6 +137,8 @@ class Engine:
             return self._finish(
                 session, run, RunStatus.failed, started, values=values, log_metadata=meta
             )
+        if spec.gate:
+            self._ensure_verdict(run, completion)
         values = {
             "output": completion.output,
             "executive_summary": completion.output["executive_summary"],
@@ -145,7 +153,81 @@ class Engine:
                 "notes": completion.notes,
             },
         }
+        if run.phase == "plan":
+            # An action run stops at its plan: the owner approves this plan, then it acts.
+            plan = actions.build_plan(session, spec, run, completion.output)
+            values.update(plan=plan, plan_hash=plan_digest(plan), phase="review")
+            return self._finish(
+                session,
+                run,
+                RunStatus.pending_approval,
+                started,
+                values=values,
+                log_metadata={"plan_hash": values["plan_hash"]},
+            )
         return self._finish(session, run, RunStatus.completed, started, values=values)
+
+    def _ensure_verdict(self, run: Run, completion: Completion) -> None:
+        """A gate run's output carries verdict pass/fail: the model's, else by rule."""
+        output = completion.output
+        if output.get("verdict") in ("pass", "fail"):
+            output.setdefault("verdict_reasons", [])
+            output["verdict_by"] = completion.model_used
+            return
+        verdict, reasons = actions.gate_verdict(run.context or {}, run.platform_key)
+        output.update(verdict=verdict, verdict_reasons=reasons, verdict_by="rule")
+
+    def _act(self, session: Session, run: Run, started: float) -> RunStatus:
+        """The act phase: check the approval and the world, mark the attempt, act once."""
+
+        def fail(reason: str, **extra: Any) -> RunStatus:
+            return self._finish(
+                session,
+                run,
+                RunStatus.failed,
+                started,
+                values={"error": reason, **extra},
+                log_metadata={"error_message": reason},
+            )
+
+        if runs_service.get_valid_approval(session, run) is None:
+            return fail(
+                "no valid approval for this plan (edited, or expired): "
+                "review the plan and approve it again"
+            )
+        if run.action_started_at is not None:
+            return fail(
+                "the action was already attempted and its outcome is unknown: "
+                "check the target before retrying"
+            )
+        try:
+            actions.check_preconditions(session, run, self.settings)
+        except actions.ActionRefused as exc:
+            return fail(f"refused to act: {exc.reason}")
+        run.action_started_at = clock.now()
+        run.updated_at = clock.now()
+        session.commit()  # from here on, never again: a second attempt is refused above
+        try:
+            result = actions.perform(session, run, self.settings)
+        except actions.ActionRefused as exc:
+            return fail(f"refused to act: {exc.reason}")
+        except actions.ActionFailed as exc:
+            return fail(
+                f"action failed: {exc.reason}",
+                action_result={"ok": False, "reason": exc.reason, "retryable": exc.retryable},
+            )
+        session.commit()
+        summary = f"{(run.plan or {}).get('action', 'action')} done: {result.summary}"
+        return self._finish(
+            session,
+            run,
+            RunStatus.completed,
+            started,
+            values={
+                "action_result": {"ok": result.ok, "summary": result.summary, **result.details},
+                "executive_summary": summary,
+            },
+        )
 
     def _pipeline(
         self, session: Session, run: Run, spec: RunTypeSpec, deadline: float

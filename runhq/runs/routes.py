@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Response, status
@@ -13,6 +14,7 @@ from runhq.runs.models import RunStatus
 from runhq.runs.schemas import (
     ApprovalOut,
     DecisionIn,
+    PlanIn,
     RejectIn,
     RunCreate,
     RunDetail,
@@ -117,9 +119,24 @@ def approve_run(
     body: Annotated[DecisionIn | None, Body()] = None,
 ) -> RunOut:
     run = service.approve_run(
-        session, actor, run_id, reason=body.reason if body else None, notify=runtime.notify
+        session,
+        actor,
+        run_id,
+        reason=body.reason if body else None,
+        notify=runtime.notify,
+        plan_hash=body.plan_hash if body else None,
+        ttl=timedelta(hours=runtime.settings.approval_ttl_hours),
     )
     return RunOut.model_validate(run)
+
+
+@router.put(
+    "/{run_id}/plan",
+    response_model=RunOut,
+    summary="Edit an action run's plan (admin): it needs a new approval",
+)
+def update_plan(run_id: uuid.UUID, body: PlanIn, session: SessionDep, actor: ActorDep) -> RunOut:
+    return RunOut.model_validate(service.update_plan(session, actor, run_id, body.plan))
 
 
 @router.post("/{run_id}/reject", response_model=RunOut, summary="Reject a gated run (owner)")

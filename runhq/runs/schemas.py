@@ -37,6 +37,17 @@ class DecisionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str | None = Field(None, max_length=2000, description="Why (recorded).")
+    plan_hash: str | None = Field(
+        None,
+        max_length=64,
+        description="The plan_hash you reviewed: refused (409) if the plan changed since.",
+    )
+
+
+class PlanIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    plan: dict[str, Any] = Field(description="The edited plan; it needs a new approval.")
 
 
 class RejectIn(BaseModel):
@@ -70,6 +81,10 @@ class RunOut(BaseModel):
     requested_via: str
     idempotency_key: str | None
     cancel_requested: bool
+    phase: str = Field(description="single, or plan/review/act for action runs.")
+    plan: dict[str, Any] | None = Field(description="What an action run will do.")
+    plan_hash: str | None
+    action_result: dict[str, Any] | None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

@@ -6,6 +6,8 @@ announced after commit (``on_commit``), so a worker never sees a run that was ro
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -187,7 +189,14 @@ def create_run(
         session, actor.workspace_id, agent=spec.agent, estimate=spec.estimated_cost_eur, tz=tz
     )
 
-    status = RunStatus.pending_approval if spec.requires_approval else RunStatus.queued
+    # An action run plans first (queued), then waits for approval of that plan; another
+    # gated run waits for approval before anything reaches a model.
+    if spec.action is not None:
+        status, phase = RunStatus.queued, "plan"
+    elif spec.requires_approval:
+        status, phase = RunStatus.pending_approval, "single"
+    else:
+        status, phase = RunStatus.queued, "single"
     now = clock.now()
     run = Run(
         workspace_id=actor.workspace_id,
@@ -196,6 +205,7 @@ def create_run(
         platform_key=platform_key,
         params=params,
         status=status.value,
+        phase=phase,
         active_key=key,
         idempotency_key=idempotency_key,
         requested_by=actor.person,
@@ -250,8 +260,15 @@ def approve_run(
     *,
     reason: str | None,
     notify: Notifier | None = None,
+    plan_hash: str | None = None,
+    ttl: timedelta = timedelta(hours=24),
 ) -> Run:
-    """An owner lets a gated run go to the queue; nothing reached a model before this."""
+    """An owner lets a gated run go to the queue.
+
+    For an action run the approval is bound to the plan it was shown (``plan_hash``, when
+    the caller passes the one it displayed) and expires after ``ttl``; the act phase
+    checks both. For other gated runs nothing reached a model before this.
+    """
     require_role(actor, Role.owner, "approving a run")
     run = get_run(session, actor, run_id)
     if run.status != RunStatus.pending_approval:
@@ -259,12 +276,27 @@ def approve_run(
             f"run {run.id} is {run.status}, not pending_approval: nothing to approve",
             details={"status": run.status},
         )
-    _record_decision(session, actor, run, "approved", reason)
+    values: dict[str, Any] = {}
+    expires_at = None
+    if run.phase == "review":
+        if plan_hash is not None and plan_hash != run.plan_hash:
+            raise InvalidTransition(
+                "the plan changed since you looked at it: review the new plan and approve it",
+                details={"plan_hash": run.plan_hash},
+            )
+        values["phase"] = "act"
+        expires_at = clock.now() + ttl
+    _record_decision(session, actor, run, "approved", reason, expires_at=expires_at)
     transition(
         session,
         run,
         RunStatus.queued,
-        log_metadata={"approved_by": str(actor.user_id), "reason": reason},
+        values=values,
+        log_metadata={
+            "approved_by": str(actor.user_id),
+            "reason": reason,
+            "plan_hash": run.plan_hash,
+        },
     )
     if notify is not None:
         on_commit(session, lambda: notify(run_id))
@@ -291,7 +323,13 @@ def reject_run(session: Session, actor: Actor, run_id: uuid.UUID, *, reason: str
 
 
 def _record_decision(
-    session: Session, actor: Actor, run: Run, decision: str, reason: str | None
+    session: Session,
+    actor: Actor,
+    run: Run,
+    decision: str,
+    reason: str | None,
+    *,
+    expires_at: datetime | None = None,
 ) -> None:
     session.add(
         RunApproval(
@@ -301,7 +339,84 @@ def _record_decision(
             reason=reason,
             decided_by=actor.user_id,
             created_at=clock.now(),
+            plan_hash=run.plan_hash,
+            expires_at=expires_at,
         )
+    )
+
+
+def plan_digest(plan: dict[str, Any]) -> str:
+    """The identity of a plan: SHA-256 of its canonical JSON."""
+    canonical = json.dumps(plan, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def update_plan(session: Session, actor: Actor, run_id: uuid.UUID, plan: dict[str, Any]) -> Run:
+    """Edit an action run's plan before it acts; any earlier approval no longer applies."""
+    require_role(actor, Role.admin, "editing a plan")
+    run = get_run(session, actor, run_id)
+    if run.phase not in ("review", "act") or run.status not in (
+        RunStatus.pending_approval,
+        RunStatus.queued,
+    ):
+        raise InvalidTransition(
+            f"run {run.id} has no plan that can still be edited ({run.status}, {run.phase})",
+            details={"status": run.status, "phase": run.phase},
+        )
+    digest = plan_digest(plan)
+    values = {"plan": plan, "plan_hash": digest, "phase": "review"}
+    meta = {"edited_by": str(actor.user_id), "old_plan_hash": run.plan_hash, "plan_hash": digest}
+    if run.status == RunStatus.queued:  # approved already: back to the owner
+        transition(session, run, RunStatus.pending_approval, values=values, log_metadata=meta)
+    else:
+        for key, value in values.items():
+            setattr(run, key, value)
+        run.updated_at = clock.now()
+    logs.create_log(
+        session,
+        message="run.plan_edited",
+        level=LogLevel.warn,
+        source=LogSource.executive_run,
+        workspace_id=run.workspace_id,
+        run_id=run.id,
+        metadata=meta,
+    )
+    return run
+
+
+def get_valid_approval(session: Session, run: Run) -> RunApproval | None:
+    """The approval that lets ``run`` act now: for its current plan, not expired."""
+    now = clock.now()
+    approvals = session.scalars(
+        select(RunApproval)
+        .where(
+            RunApproval.run_id == run.id,
+            RunApproval.decision == "approved",
+            RunApproval.plan_hash == run.plan_hash,
+        )
+        .order_by(RunApproval.created_at.desc())
+    ).all()
+    return next((a for a in approvals if a.expires_at is None or a.expires_at > now), None)
+
+
+def get_latest_gate(
+    session: Session,
+    workspace_id: uuid.UUID,
+    run_type: str,
+    platform_key: str | None,
+    since: datetime,
+) -> Run | None:
+    return session.scalar(
+        select(Run)
+        .where(
+            Run.workspace_id == workspace_id,
+            Run.run_type == run_type,
+            Run.platform_key == platform_key,
+            Run.status == RunStatus.completed.value,
+            Run.finished_at >= since,
+        )
+        .order_by(Run.finished_at.desc())
+        .limit(1)
     )
 
 

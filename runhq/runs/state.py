@@ -24,8 +24,10 @@ from runhq.runs.models import TERMINAL_STATUSES, Run, RunStatus
 S = RunStatus
 ALLOWED: dict[RunStatus, frozenset[RunStatus]] = {
     S.pending_approval: frozenset({S.queued, S.rejected, S.cancelled}),
-    S.queued: frozenset({S.running, S.cancelled}),
-    S.running: frozenset({S.completed, S.failed, S.cancelled}),
+    # queued → pending_approval: an approved plan was edited and needs a new approval.
+    S.queued: frozenset({S.running, S.cancelled, S.pending_approval}),
+    # running → pending_approval: an action run's plan is ready for the owner.
+    S.running: frozenset({S.completed, S.failed, S.cancelled, S.pending_approval}),
     S.completed: frozenset(),
     S.failed: frozenset(),
     S.cancelled: frozenset(),
@@ -35,6 +37,7 @@ ALLOWED: dict[RunStatus, frozenset[RunStatus]] = {
 # The log line each arrival state writes (seed 001 names for started/completed/failed).
 _EVENTS: dict[RunStatus, tuple[str, LogLevel]] = {
     S.queued: ("run.queued", LogLevel.info),
+    S.pending_approval: ("run.awaiting_approval", LogLevel.info),
     S.running: ("run.started", LogLevel.info),
     S.completed: ("run.completed", LogLevel.info),
     S.failed: ("run.failed", LogLevel.error),

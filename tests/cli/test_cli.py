@@ -99,7 +99,7 @@ def test_run_inline_completes_from_the_demo_data(initialised: Cli) -> None:
 
 
 def test_gated_run_waits_then_owner_approves(initialised: Cli) -> None:
-    code, out, _ = initialised("run", "DEPLOY_TO_PRODUCTION", "--platform", "app", "--json")
+    code, out, _ = initialised("run", "RELEASE_GATE_CHECK", "--platform", "app", "--json")
     run = json.loads(out)
     assert run["status"] == "pending_approval"
     code, _, err = initialised(
@@ -320,3 +320,16 @@ def test_platforms_verbs(initialised: Cli) -> None:
     code, _, err = initialised("platforms", "check", "ghost")
     assert code == 1
     assert initialised("platforms", "remove", "app")[0] == 0
+
+
+def test_action_run_plans_then_waits_for_the_owner(initialised: Cli) -> None:
+    code, out, err = initialised(
+        "run", "DEPLOY_TO_PRODUCTION", "--platform", "app", "--inline", "--json"
+    )
+    assert code == 0, err
+    run = json.loads(out)
+    assert (run["status"], run["phase"]) == ("pending_approval", "review")
+    assert run["plan"]["action"] == "deploy"
+    assert "plan ready" in err
+    code, out, _ = initialised("approve", run["id"], "--json")
+    assert json.loads(out)["phase"] == "act"

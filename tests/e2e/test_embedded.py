@@ -96,27 +96,34 @@ def test_daily_brief_completes_offline_from_demo_data(server: str, env: dict[str
     assert "budget" in summary
 
 
-def test_deploy_waits_for_an_owner(server: str, env: dict[str, str]) -> None:
-    started = _cli(env, "run", "DEPLOY_TO_PRODUCTION", "--platform", "app", "--json")
-    run = json.loads(started.stdout)
-    assert run["status"] == "pending_approval"
+def test_deploy_plans_then_waits_for_an_owner(server: str, env: dict[str, str]) -> None:
+    planned = _cli(env, "run", "DEPLOY_TO_PRODUCTION", "--platform", "app", "--wait", "--json")
+    assert planned.returncode == 0, planned.stderr
+    run = json.loads(planned.stdout)
+    assert (run["status"], run["phase"]) == ("pending_approval", "review")
+    assert run["plan"]["action"] == "deploy"
+    assert "plan ready" in planned.stderr
     headers = _token(server)
     time.sleep(1.5)  # the executor polls every second: it must leave the run alone
     got = httpx.get(f"{server}/api/v1/runs/{run['id']}", headers=headers).json()
     assert got["status"] == "pending_approval"
-    assert got["started_at"] is None
     approved = httpx.post(
         f"{server}/api/v1/runs/{run['id']}/approve",
-        json={"reason": "release checked"},
+        json={"reason": "release checked", "plan_hash": run["plan_hash"]},
         headers=headers,
     )
     assert approved.status_code == 200
+    assert approved.json()["phase"] == "act"
     for _ in range(100):
         got = httpx.get(f"{server}/api/v1/runs/{run['id']}", headers=headers).json()
         if got["status"] in ("completed", "failed"):
             break
         time.sleep(0.1)
-    assert got["status"] == "completed"
+    # No platform 'app' is registered on this fresh install: the act phase refuses, says
+    # why, and nothing was sent anywhere.
+    assert got["status"] == "failed"
+    assert "refused to act" in got["error"]
+    assert "not registered" in got["error"]
     assert got["approvals"][0]["reason"] == "release checked"
 
 

@@ -57,6 +57,13 @@ def _messages(session: Session, run: Run) -> list[str]:
     )
 
 
+def _expected(run_type: str) -> RunStatus:
+    """Action runs stop at their plan, waiting for the owner; the others complete."""
+    if REGISTRY.run_types[run_type].action:
+        return RunStatus.pending_approval
+    return RunStatus.completed
+
+
 def test_registry_has_the_29_types() -> None:
     assert len(ALL_TYPES) == 29
 
@@ -66,7 +73,7 @@ def test_every_type_completes_offline(
     runtime: Runtime, session: Session, team: Team, run_type: str
 ) -> None:
     run = _start(runtime, session, team.operator, run_type, team.owner)
-    assert runtime.engine.execute(run.id) == RunStatus.completed
+    assert runtime.engine.execute(run.id) == _expected(run_type)
     session.refresh(run)
     assert run.model_used == "offline"
     assert run.executive_summary
@@ -75,10 +82,16 @@ def test_every_type_completes_offline(
     assert run.context is not None
     assert set(run.context["facts"]) == set(REGISTRY.run_types[run_type].context)
     assert run.duration_ms is not None
-    assert run.finished_at is not None
-    assert run.active_key is None
     events = _messages(session, run)
-    assert events[-2:] == ["run.started", "run.completed"]
+    if REGISTRY.run_types[run_type].action:
+        assert events[-2:] == ["run.started", "run.awaiting_approval"]
+        assert run.plan is not None
+        assert run.plan["action"] == REGISTRY.run_types[run_type].action
+        assert run.phase == "review"
+        assert run.active_key is not None  # still holds its slot while it waits
+    else:
+        assert events[-2:] == ["run.started", "run.completed"]
+        assert run.active_key is None
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +132,7 @@ def test_every_type_completes_against_the_fake_model(
     spec = REGISTRY.run_types[run_type]
     fake.enqueue_content(_report(f"{run_type} summary"), model=spec.model)
     run = _start(online, session, team.operator, run_type, team.owner)
-    assert online.engine.execute(run.id) == RunStatus.completed
+    assert online.engine.execute(run.id) == _expected(run_type)
     session.refresh(run)
     assert run.executive_summary == f"{run_type} summary"
     assert run.model_used == spec.model
@@ -221,9 +234,7 @@ def test_a_claimed_run_is_not_executed_twice(
 def test_pending_approval_never_reaches_the_model(
     online: Runtime, session: Session, team: Team, fake: FakeOpenAI
 ) -> None:
-    run, _ = runs.create_run(
-        session, team.operator, online.registry, run_type="DEPLOY_TO_PRODUCTION"
-    )
+    run, _ = runs.create_run(session, team.operator, online.registry, run_type="RELEASE_GATE_CHECK")
     session.commit()
     assert online.engine.execute(run.id) is None
     assert fake.chat_requests == []

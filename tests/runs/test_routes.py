@@ -62,11 +62,18 @@ def test_create_run_returns_201_with_the_public_fields(
 def test_gated_run_waits_for_approval(client: TestClient, runtime: Runtime, team: Team) -> None:
     r = client.post(
         "/api/v1/runs",
-        json={"run_type": "DEPLOY_TO_PRODUCTION", "platform_key": "app"},
+        json={"run_type": "RELEASE_GATE_CHECK", "platform_key": "app"},
         headers=bearer(runtime, team.operator),
     )
     assert r.status_code == 201
     assert r.json()["status"] == "pending_approval"
+    # An action run plans first: queued in its plan phase, approval comes after the plan.
+    r = client.post(
+        "/api/v1/runs",
+        json={"run_type": "DEPLOY_TO_PRODUCTION", "platform_key": "app"},
+        headers=bearer(runtime, team.operator),
+    )
+    assert (r.json()["status"], r.json()["phase"]) == ("queued", "plan")
 
 
 def test_unknown_run_type_is_400_listing_valid_ones_and_writes_nothing(
@@ -170,10 +177,7 @@ def test_approve_requires_owner_403_and_nothing_written(
 ) -> None:
     run = client.post(
         "/api/v1/runs",
-        json={
-            "run_type": "PRICING_CHANGE",
-            "params": {"product": "prod_1", "new_amount_cents": 1900, "currency": "eur"},
-        },
+        json={"run_type": "RELEASE_GATE_CHECK", "platform_key": "app"},
         headers=bearer(runtime, team.operator),
     ).json()
     before = _counts(session)

@@ -116,11 +116,13 @@ def test_model_proposals_pass_every_hard_check(
         r.run_type: r.status
         for r in session.scalars(select(Run).where(Run.requested_via == "autopilot"))
     }
-    # The critical job was started into pending_approval: the model cannot approve it.
+    # The critical job only plans: it then waits for an owner; the model cannot approve.
     assert created == {
-        "DEPLOY_TO_PRODUCTION": RunStatus.pending_approval,
+        "DEPLOY_TO_PRODUCTION": RunStatus.queued,
         "DAILY_EXECUTIVE_BRIEF": RunStatus.queued,
     }
+    deploy = session.scalars(select(Run).where(Run.run_type == "DEPLOY_TO_PRODUCTION")).one()
+    assert deploy.phase == "plan"
     prompt = fake.chat_requests[-1].body
     assert prompt is not None
     assert "brief" in prompt["messages"][1]["content"]

@@ -1,0 +1,1 @@
+"""Actions: what an approved run does, through action connectors."""

@@ -1,0 +1,190 @@
+"""Plans, preconditions and the act phase of action runs (DEPLOY_TO_PRODUCTION, …).
+
+An action run first produces a plan (what will be done, to what, with which parameters);
+the owner approves that plan (bound to its hash, with an expiry); only then the act phase
+calls the action connector, once: ``action_started_at`` is written and committed before
+the call, so a crash or a redelivered task can never send it a second time.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy.orm import Session
+
+from runhq import clock
+from runhq.actions.connectors.base import ActionFailed, ActionResult
+from runhq.actions.connectors.github import dispatch_workflow
+from runhq.actions.connectors.webhook import deploy_webhook
+from runhq.config import Settings
+from runhq.errors import NotFound
+from runhq.platforms import service as platforms
+from runhq.registry.schemas import RunTypeSpec
+from runhq.runs import service as runs
+from runhq.runs.models import Run
+
+GATE_RUN_TYPE = "RELEASE_GATE_CHECK"
+
+
+class ActionRefused(Exception):
+    """A precondition does not hold: the act phase does nothing and says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _public_target(target: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in target.items() if "secret" not in k and "token" not in k}
+
+
+def build_plan(
+    session: Session, spec: RunTypeSpec, run: Run, report: dict[str, Any]
+) -> dict[str, Any]:
+    """What the act phase will do, as data the owner approves (no secret in it)."""
+    plan: dict[str, Any] = {
+        "action": spec.action,
+        "run_type": run.run_type,
+        "platform_key": run.platform_key,
+        "parameters": run.params,
+        "assessment": str(report.get("executive_summary", ""))[:1000],
+    }
+    if spec.action == "deploy":
+        target: dict[str, Any] = {}
+        if run.platform_key:
+            try:
+                platform = platforms.get_platform(session, run.workspace_id, run.platform_key)
+                target = _public_target(platform.deploy_target)
+                plan["repository"] = platform.repository
+            except Exception:  # noqa: BLE001 - an unknown platform is reported in the plan
+                target = {}
+        plan["target"] = target or {"error": "no deploy target configured for this platform"}
+        plan["ref"] = run.params.get("ref") or "the default branch's latest commit"
+    return plan
+
+
+def check_preconditions(session: Session, run: Run, settings: Settings) -> None:
+    """Refuse to act when the world is not as the approval assumed."""
+    plan = run.plan or {}
+    if plan.get("action") != "deploy":
+        return
+    if not run.platform_key:
+        raise ActionRefused("a deploy needs a platform_key")
+    try:
+        platform = platforms.get_platform(session, run.workspace_id, run.platform_key)
+    except NotFound:
+        raise ActionRefused(
+            f"platform {run.platform_key!r} is not registered (runhq platforms add)"
+        ) from None
+    incident = platforms.get_open_incident(session, platform.id)
+    if incident is not None:
+        raise ActionRefused(
+            f"platform {platform.key} has an open incident since "
+            f"{incident.opened_at:%Y-%m-%d %H:%M} UTC: {incident.reason}"
+        )
+    max_age = timedelta(hours=settings.release_gate_max_age_hours)
+    gate = runs.get_latest_gate(
+        session, run.workspace_id, GATE_RUN_TYPE, run.platform_key, clock.now() - max_age
+    )
+    if gate is None:
+        raise ActionRefused(
+            f"no {GATE_RUN_TYPE} completed for {platform.key} in the last "
+            f"{settings.release_gate_max_age_hours:g} h"
+        )
+    verdict = (gate.output or {}).get("verdict")
+    if verdict != "pass":
+        reasons = "; ".join((gate.output or {}).get("verdict_reasons", [])) or "no verdict"
+        raise ActionRefused(
+            f"the latest {GATE_RUN_TYPE} for {platform.key} did not pass "
+            f"({verdict or 'none'}: {reasons})"
+        )
+
+
+def perform(session: Session, run: Run, settings: Settings) -> ActionResult:
+    """Carry the approved plan out through its connector. Raises ActionFailed/Refused."""
+    plan = run.plan or {}
+    action = plan.get("action")
+    if action != "deploy":
+        raise ActionRefused(
+            f"the {action} action connector is not available yet: "
+            "the plan was approved but nothing was done"
+        )
+    assert run.platform_key is not None  # noqa: S101 - checked by check_preconditions
+    platform = platforms.get_platform(session, run.workspace_id, run.platform_key)
+    target = platform.deploy_target
+    payload = {
+        "run_id": str(run.id),
+        "platform_key": platform.key,
+        "ref": run.params.get("ref"),
+        "environment": platform.environment,
+        "plan_hash": run.plan_hash,
+    }
+    with httpx.Client(timeout=30, headers={"User-Agent": "runhq-actions"}) as client:
+        if target.get("type") == "webhook":
+            secret = os.environ.get(str(target.get("secret_env", "")), "")
+            if not target.get("url") or not secret:
+                raise ActionRefused(
+                    "deploy webhook needs 'url' and 'secret_env' naming a set environment variable"
+                )
+            return deploy_webhook(
+                client,
+                url=str(target["url"]),
+                secret=secret,
+                payload=payload,
+                idempotency_key=f"runhq-{run.id}",
+                now=clock.now(),
+            )
+        if target.get("type") == "github":
+            token = os.environ.get(str(target.get("token_env", "")), "")
+            if not (token and platform.repository and target.get("workflow")):
+                raise ActionRefused(
+                    "GitHub deploy needs the platform's repository, "
+                    "'workflow' and 'token_env' naming a set variable"
+                )
+            return dispatch_workflow(
+                client,
+                api_url=str(target.get("api_url", "https://api.github.com")),
+                token=token,
+                repository=platform.repository,
+                workflow=str(target["workflow"]),
+                ref=str(run.params.get("ref") or target.get("ref", "main")),
+                inputs={"runhq_run_id": str(run.id)},
+            )
+    raise ActionRefused(f"platform {platform.key} has no deploy target (type webhook|github)")
+
+
+def gate_verdict(context: dict[str, Any], platform_key: str | None) -> tuple[str, list[str]]:
+    """The release gate by rule, from the gathered facts (offline, or no model verdict)."""
+    facts = context.get("facts", {})
+    reasons: list[str] = []
+    for row in facts.get("platforms", {}).get("data", {}).get("platforms", []):
+        if row.get("open_incident") and (
+            platform_key is None or row.get("platform_key") == platform_key
+        ):
+            reasons.append(
+                f"open incident on {row['platform_key']}: {row['open_incident']['reason']}"
+            )
+    failed = facts.get("failures", {}).get("data", {}).get("failed_24h", 0)
+    if failed:
+        reasons.append(f"{failed} failed runs in the last 24 h")
+    rate = facts.get("github", {}).get("data", {}).get("workflow_runs", {}).get("failure_rate")
+    if isinstance(rate, int | float) and rate > 0.2:
+        reasons.append(f"CI failure rate {rate:.0%} over 20 %")
+    return (
+        ("fail", reasons)
+        if reasons
+        else ("pass", ["no open incident, no failed run in 24 h, CI healthy or not configured"])
+    )
+
+
+__all__ = [
+    "ActionFailed",
+    "ActionRefused",
+    "build_plan",
+    "check_preconditions",
+    "gate_verdict",
+    "perform",
+]
