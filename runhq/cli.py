@@ -20,6 +20,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.spinner import Spinner
 from rich.table import Table
 from sqlalchemy import inspect as sa_inspect
@@ -794,7 +795,9 @@ def worker(
     from runhq.workers.celery import QUEUE, celery_app, configure_celery
 
     if pool not in ("prefork", "threads", "solo"):
-        raise InvalidInput(f"--pool must be prefork, threads or solo, not {pool!r}")
+        raise typer.BadParameter(
+            f"must be prefork, threads or solo, not {pool!r}", param_hint="--pool"
+        )
     runtime = _runtime()
     _check_schema(runtime)
     runtime.db.dispose()  # no connection may cross the fork into pool processes
@@ -834,6 +837,7 @@ def scheduler(
     sched = Scheduler(runtime)
     if once:
         report = sched.tick()
+        sched.release()  # a one-off tick must not keep the real schedulers waiting
         _print_json(report.__dict__)
     else:
         signal.signal(signal.SIGTERM, lambda *_: sched.stop())
@@ -1205,5 +1209,5 @@ def main() -> None:
     try:
         app()
     except RunhqError as exc:
-        err.print(f"[red]error:[/] {exc.message}")
+        err.print(f"[red]error:[/] {escape(exc.message)}", highlight=False)
         sys.exit(1)

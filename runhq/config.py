@@ -70,7 +70,9 @@ class Settings(BaseSettings):
         "directory; production requires it.",
     )
     timezone: str = Field(
-        "Europe/Paris", description="Business time zone: months, schedules, the Paris hour."
+        "Europe/Paris",
+        description="Business time zone: the months of cost reports and budgets. "
+        "Schedules carry their own time zone.",
     )
     executor: Literal["local", "celery"] = Field(
         "local",

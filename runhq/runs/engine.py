@@ -37,13 +37,23 @@ from runhq.registry.service import Registry
 from runhq.runs import service as runs_service
 from runhq.runs.models import Run, RunStatus
 from runhq.runs.service import plan_digest
-from runhq.runs.state import StaleTransition, claim, record_heartbeat, transition
+from runhq.runs.state import (
+    StaleTransition,
+    claim,
+    record_facts,
+    record_heartbeat,
+    transition,
+)
 
 logger = logging.getLogger(__name__)
 
 
 class RunCancelled(Exception):
     pass
+
+
+class ClaimLost(Exception):
+    """This worker's claim on the run was taken away (reaped, cancelled)."""
 
 
 def build_messages(
@@ -112,6 +122,10 @@ class Engine:
         try:
             with self._heartbeat(run):
                 completion = self._pipeline(session, run, spec, deadline)
+        except ClaimLost:
+            logger.warning("run %s: claim lost while gathering facts; stopping", run_id)
+            session.refresh(run)
+            return RunStatus(run.status)
         except RunCancelled:
             return self._finish(
                 session,
@@ -246,14 +260,16 @@ class Engine:
         context = gather_context(req, spec.context)
         persona = self.registry.agents[spec.agent].persona
         messages = build_messages(spec, persona, context)
-        run.context = context
-        run.prompt = {
+        prompt = {
             "messages": messages,
             "model": spec.model,
             "fallback_model": spec.fallback_model,
         }
-        run.updated_at = clock.now()
-        session.flush()
+        if not record_facts(session, run, context=context, prompt=prompt):
+            # Reaped (or otherwise taken away) while gathering: no model call for a run
+            # this worker no longer owns.
+            session.rollback()
+            raise ClaimLost
         cancel = session.scalar(select(Run.cancel_requested).where(Run.id == run.id))
         # Facts and prompt are kept even if the model call never returns; and nothing (not
         # SQLite's write lock either) is held during the model call. Commit, not rollback,

@@ -186,3 +186,21 @@ def record_heartbeat(session: Session, run_id: uuid.UUID, claim_token: uuid.UUID
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def record_facts(
+    session: Session, run: Run, *, context: dict[str, Any], prompt: dict[str, Any]
+) -> bool:
+    """Store the gathered facts and the prompt, if this worker still holds the claim."""
+    now = clock.now()
+    result = session.execute(
+        update(Run)
+        .where(Run.id == run.id, Run.status == S.running.value, Run.claim_token == run.claim_token)
+        .values(context=context, prompt=prompt, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False
+    for key, value in (("context", context), ("prompt", prompt), ("updated_at", now)):
+        set_committed_value(run, key, value)
+    return True

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -230,33 +231,70 @@ def _propose(
     )
 
 
-def run_cycle(
-    session: Session,
-    registry: Registry,
-    gateway: Gateway,
-    workspace_id: uuid.UUID,
-    *,
-    stuck_after: timedelta,
-    tz: str,
-    default_interval: int,
-    notify: Notifier | None,
-) -> StructuredLog | None:
-    """One autopilot cycle for a workspace; returns the journal entry (None if not enabled)."""
+@dataclass
+class CycleInput:
+    workspace_id: uuid.UUID
+    now: datetime
+    interval_minutes: int
+    snapshot: dict[str, Any]
+
+
+@dataclass
+class Proposal:
+    mode: str
+    jobs: list[str]
+    reasoning: str
+    next_check_in_minutes: int
+    error: str | None
+
+
+def prepare_cycle(
+    session: Session, workspace_id: uuid.UUID, *, tz: str, default_interval: int
+) -> CycleInput | None:
+    """Read the state a cycle decides on (None if the autopilot is off)."""
     settings = get_autopilot(session, workspace_id, default_interval)
     if not settings.enabled:
         return None
     now = clock.now()
     schedules = list_schedules(session, workspace_id)
-    snapshot = _snapshot(session, workspace_id, schedules, now, tz)
-    mode, proposed, reasoning, next_check, error = _propose(
-        gateway, registry, snapshot, settings.interval_minutes
+    return CycleInput(
+        workspace_id=workspace_id,
+        now=now,
+        interval_minutes=settings.interval_minutes,
+        snapshot=_snapshot(session, workspace_id, schedules, now, tz),
     )
+
+
+def propose_jobs(gateway: Gateway, registry: Registry, cycle: CycleInput) -> Proposal:
+    """Ask the model (or the deterministic policy). No database access: the caller holds
+    no transaction during the model call."""
+    mode, jobs, reasoning, next_check, error = _propose(
+        gateway, registry, cycle.snapshot, cycle.interval_minutes
+    )
+    return Proposal(mode, jobs, reasoning, next_check, error)
+
+
+def apply_cycle(
+    session: Session,
+    registry: Registry,
+    cycle: CycleInput,
+    proposal: Proposal,
+    *,
+    stuck_after: timedelta,
+    tz: str,
+    default_interval: int,
+    notify: Notifier | None,
+) -> StructuredLog:
+    """Pass every proposed job through the hard checks, start the accepted ones, journal."""
+    settings = get_autopilot(session, cycle.workspace_id, default_interval)
+    schedules = list_schedules(session, cycle.workspace_id)
     by_key = {s.job_key: s for s in schedules}
     accepted: list[str] = []
     rejected: list[dict[str, str]] = []
     run_ids: list[str] = []
     awaiting: list[str] = []
-    for job_key in proposed:
+    now = cycle.now
+    for job_key in proposal.jobs:
         schedule = by_key.get(job_key)
         if schedule is None:
             rejected.append({"job_key": job_key, "reason": "unknown job: no such schedule"})
@@ -280,32 +318,64 @@ def run_cycle(
         accepted.append(job_key)
         run_ids.append(str(firing.run_id))
         if registry.run_types[schedule.run_type].requires_approval:
-            # Started, not executed: the run waits in pending_approval for an owner.
+            # Started, not carried out: it waits in pending_approval for an owner.
             awaiting.append(job_key)
-    next_check = max(1, min(next_check, 1440))
-    settings.last_cycle_at = now
-    settings.next_cycle_at = now + timedelta(minutes=next_check)
+    next_check = max(1, min(proposal.next_check_in_minutes, 1440))
+    if settings.id is not None and settings.enabled:
+        settings.last_cycle_at = now
+        settings.next_cycle_at = now + timedelta(minutes=next_check)
     entry_id = logs.create_log(
         session,
         message=DECISION,
         source=LogSource.autopilot,
-        workspace_id=workspace_id,
+        workspace_id=cycle.workspace_id,
         metadata={
-            "mode": mode,
-            "jobs_to_run": proposed,
+            "mode": proposal.mode,
+            "jobs_to_run": proposal.jobs,
             "accepted": accepted,
             "rejected": rejected,
             "run_ids": run_ids,
             "awaiting_approval": awaiting,
-            "reasoning": reasoning,
-            "paris_hour": snapshot["paris_hour"],
+            "reasoning": proposal.reasoning,
+            "paris_hour": cycle.snapshot["paris_hour"],
             "next_check_in_minutes": next_check,
-            "error": error,
-            "snapshot": snapshot,
+            "error": proposal.error,
+            "snapshot": cycle.snapshot,
         },
     )
     session.flush()
-    return session.get(StructuredLog, entry_id)
+    entry = session.get(StructuredLog, entry_id)
+    assert entry is not None  # noqa: S101 - just inserted
+    return entry
+
+
+def run_cycle(
+    session: Session,
+    registry: Registry,
+    gateway: Gateway,
+    workspace_id: uuid.UUID,
+    *,
+    stuck_after: timedelta,
+    tz: str,
+    default_interval: int,
+    notify: Notifier | None,
+) -> StructuredLog | None:
+    """One whole cycle in the caller's transaction (the scheduler splits it around the
+    model call; see ``runhq.scheduler.tasks``)."""
+    cycle = prepare_cycle(session, workspace_id, tz=tz, default_interval=default_interval)
+    if cycle is None:
+        return None
+    proposal = propose_jobs(gateway, registry, cycle)
+    return apply_cycle(
+        session,
+        registry,
+        cycle,
+        proposal,
+        stuck_after=stuck_after,
+        tz=tz,
+        default_interval=default_interval,
+        notify=notify,
+    )
 
 
 def list_due_cycles(session: Session, *, limit: int = 100) -> list[uuid.UUID]:

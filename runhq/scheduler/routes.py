@@ -145,6 +145,8 @@ def list_decisions(
                 paris_hour=meta.get("paris_hour", 0),
                 next_check_in_minutes=meta.get("next_check_in_minutes", 0),
                 run_ids=meta.get("run_ids", []),
+                awaiting_approval=meta.get("awaiting_approval", []),
+                error=meta.get("error"),
                 snapshot=meta.get("snapshot") if snapshot else None,
             )
         )

@@ -87,6 +87,10 @@ class Decision(BaseModel):
     paris_hour: int
     next_check_in_minutes: int
     run_ids: list[str]
+    awaiting_approval: list[str] = Field(
+        default_factory=list, description="Accepted gated jobs: started, waiting for an owner."
+    )
+    error: str | None = Field(None, description="Why the model's answer was unusable.")
     snapshot: dict[str, Any] | None = None
 
 

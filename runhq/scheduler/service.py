@@ -172,11 +172,13 @@ def update_schedule(
         changes["cron"] = check_cron(changes["cron"])
     if changes.get("timezone") is not None:
         changes["timezone"] = check_timezone(changes["timezone"])
+    was_enabled = schedule.enabled
+    retimed = any(changes.get(k) not in (None, getattr(schedule, k)) for k in ("cron", "timezone"))
     for key, value in changes.items():
         if value is not None or key == "platform_key":
             setattr(schedule, key, value)
-    if changes.get("enabled") is True or "cron" in changes or "timezone" in changes:
-        schedule.last_fired_at = clock.now()  # a (re)enabled schedule does not fire the past
+    if (changes.get("enabled") is True and not was_enabled) or retimed:
+        schedule.last_fired_at = clock.now()  # a re-enabled or re-timed schedule starts now
     schedule.updated_at = clock.now()
     return schedule
 

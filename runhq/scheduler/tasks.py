@@ -103,13 +103,24 @@ class Scheduler:
         rt = self.runtime
         with transaction(rt.sessions) as session:
             due = autopilot.list_due_cycles(session)
-        for workspace_id in due:  # one transaction per workspace: one failure stays local
+        for workspace_id in due:  # one workspace at a time: one failure stays local
             with transaction(rt.sessions) as session:
-                autopilot.run_cycle(
+                cycle = autopilot.prepare_cycle(
+                    session,
+                    workspace_id,
+                    tz=rt.settings.timezone,
+                    default_interval=rt.settings.autopilot_interval_minutes,
+                )
+            if cycle is None:
+                continue
+            # No transaction is open during the model call (SQLite's write lock included).
+            proposal = autopilot.propose_jobs(rt.gateway, rt.registry, cycle)
+            with transaction(rt.sessions) as session:
+                autopilot.apply_cycle(
                     session,
                     rt.registry,
-                    rt.gateway,
-                    workspace_id,
+                    cycle,
+                    proposal,
                     stuck_after=rt.stuck_after,
                     tz=rt.settings.timezone,
                     default_interval=rt.settings.autopilot_interval_minutes,
@@ -179,10 +190,14 @@ class Scheduler:
                 logger.exception("scheduler tick failed")
             self._stop.wait(interval)
         try:
-            with transaction(self.runtime.sessions) as session:
-                release_lease(session, name=LEASE, holder=self.holder)
+            self.release()
         except Exception:
             logger.warning("could not release the scheduler lease", exc_info=True)
 
     def stop(self) -> None:
         self._stop.set()
+
+    def release(self) -> None:
+        """Give the lease up now (it would otherwise expire after its period)."""
+        with transaction(self.runtime.sessions) as session:
+            release_lease(session, name=LEASE, holder=self.holder)

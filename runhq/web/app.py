@@ -81,7 +81,7 @@ def create_app(runtime: Runtime | None = None, *, background: bool = True) -> Fa
     def live() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/health/ready", tags=["health"], summary="The database answers")
+    @app.get("/health/ready", tags=["health"], summary="The database (and broker) answer")
     def ready() -> JSONResponse:
         try:
             with runtime.db.connect() as conn:
@@ -89,6 +89,16 @@ def create_app(runtime: Runtime | None = None, *, background: bool = True) -> Fa
         except Exception as exc:
             logger.warning("readiness check failed: %s", type(exc).__name__)
             return JSONResponse({"status": "unavailable", "database": "down"}, 503)
-        return JSONResponse({"status": "ok", "database": "up"})
+        body = {"status": "ok", "database": "up"}
+        if runtime.settings.executor == "celery":
+            from runhq.workers.celery import check_broker
+
+            try:
+                check_broker(runtime.settings)
+                body["broker"] = "up"
+            except Exception as exc:  # the API still accepts runs: the outbox keeps them
+                logger.warning("broker unreachable: %s", type(exc).__name__)
+                return JSONResponse({**body, "status": "unavailable", "broker": "down"}, 503)
+        return JSONResponse(body)
 
     return app

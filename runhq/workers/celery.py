@@ -52,6 +52,16 @@ def configure_celery(app: Celery, settings: Settings) -> Celery:
     return app
 
 
+def check_broker(settings: Settings) -> None:
+    """Raise if the broker does not answer (readiness probe)."""
+    app = configure_celery(Celery("runhq-health"), settings)
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+    finally:
+        app.close()
+
+
 class _WorkerState:
     runtime: Any = None
 

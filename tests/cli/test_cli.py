@@ -296,8 +296,14 @@ def test_autopilot_verbs(initialised: Cli) -> None:
 
 def test_worker_rejects_an_unknown_pool(initialised: Cli) -> None:
     code, _, err = initialised("worker", "--pool", "gevent")
-    assert code == 1
+    assert code == 2
     assert "--pool" in err
+
+
+def test_error_messages_keep_their_brackets(initialised: Cli) -> None:
+    code, _, err = initialised("schedules", "add", "Bad Key", "SEO_AUDIT", "--cron", "0 8 * * *")
+    assert code == 1
+    assert "[a-z0-9]" in err
 
 
 def test_platforms_verbs(initialised: Cli) -> None:

@@ -298,3 +298,30 @@ def test_cancelled_queued_run_is_not_executed(
     runs.cancel_run(session, team.owner, run.id)
     session.commit()
     assert runtime.engine.execute(run.id) is None
+
+
+def test_a_run_reaped_while_gathering_never_reaches_the_model(
+    online: Runtime,
+    session: Session,
+    team: Team,
+    fake: FakeOpenAI,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from runhq.runs import engine as engine_module
+    from runhq.runs.state import transition
+
+    run = _start(online, session, team.operator, "SEO_AUDIT", team.owner)
+    real_gather = engine_module.gather_context
+
+    def gather_then_reaped(req: Any, names: list[str]) -> dict[str, Any]:
+        facts = real_gather(req, names)
+        victim = req.session.get(Run, req.run_id)
+        transition(req.session, victim, RunStatus.failed, values={"error": "worker lost"})
+        req.session.commit()  # as the reaper, in another process, would have
+        return facts
+
+    monkeypatch.setattr(engine_module, "gather_context", gather_then_reaped)
+    assert online.engine.execute(run.id) == RunStatus.failed
+    assert fake.chat_requests == []
+    session.refresh(run)
+    assert run.error == "worker lost"

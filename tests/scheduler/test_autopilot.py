@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from runhq.clock import FrozenClock
@@ -227,3 +227,43 @@ def test_autopilot_api_and_journal(
     assert page["items"][0]["snapshot"] is None
     full = client.get("/api/v1/autopilot/decisions", params={"snapshot": True}, headers=h)
     assert full.json()["items"][0]["snapshot"]["paris_hour"] >= 0
+
+
+def test_the_scheduler_runs_autopilot_cycles_outside_the_model_call(
+    session: Session, online: Runtime, team: Team, fake: FakeOpenAI, connection: Connection
+) -> None:
+    from runhq.scheduler.tasks import Scheduler
+
+    seen_in_transaction: list[bool] = []
+
+    def answer(body: dict[str, object]) -> str:
+        # Inside the model call no (nested) transaction of the scheduler is open.
+        seen_in_transaction.append(connection.in_nested_transaction())
+        return json.dumps(
+            {"jobs_to_run": ["brief"], "reasoning": "morning brief", "next_check_in_minutes": 30}
+        )
+
+    with FrozenClock(T0):
+        service.create_schedule(
+            session,
+            team.admin,
+            online.registry,
+            job_key="brief",
+            run_type="DAILY_EXECUTIVE_BRIEF",
+            cron="0 8 * * *",
+        )
+        autopilot.set_autopilot(
+            session, team.admin, enabled=True, interval_minutes=5, default_interval=5
+        )
+        session.commit()
+        session.close()
+        fake.responder = answer
+        report = Scheduler(online, holder="test").tick()
+    assert report.leader
+    assert report.cycles == 1
+    entry = session.scalars(
+        select(StructuredLog).where(StructuredLog.message == autopilot.DECISION)
+    ).one()
+    assert entry.meta["accepted"] == ["brief"]
+    assert entry.meta["next_check_in_minutes"] == 30
+    assert seen_in_transaction == [False]

@@ -202,3 +202,25 @@ def test_operators_cannot_change_schedules(
     body = {"job_key": "j", "run_type": "SEO_AUDIT", "cron": "0 8 * * *"}
     r = client.post("/api/v1/schedules", json=body, headers=bearer(runtime, team.operator))
     assert r.status_code == 403
+
+
+def test_enabling_an_enabled_schedule_keeps_its_missed_firing(
+    session: Session, runtime: Runtime, team: Team
+) -> None:
+    t0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+    with FrozenClock(t0) as clock:
+        service.create_schedule(
+            session,
+            team.admin,
+            runtime.registry,
+            job_key="h",
+            run_type="SEO_AUDIT",
+            cron="0 * * * *",
+            timezone="UTC",
+        )
+        clock.advance(timedelta(minutes=70))
+        service.update_schedule(
+            session, team.admin, runtime.registry, "h", {"enabled": True, "cron": "0 * * * *"}
+        )
+        fired = _tick(session, runtime)
+    assert [f.at for f in fired] == [datetime(2026, 11, 2, 9, 0, tzinfo=UTC)]

@@ -331,3 +331,23 @@ def test_rabbitmq_broker_works_too(cluster: Cluster, tmp_path: Path) -> None:
     final = cluster.wait(ids, _terminal)
     executor.stop()
     assert set(final.values()) == {"completed"}
+
+
+def test_readiness_reports_the_broker(tmp_path: Path, database_url: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from runhq.web.app import create_app
+    from tests.conftest import make_runtime
+
+    db = build_engine(database_url)
+    for broker, expected in (
+        (f"redis://127.0.0.1:6379/{REDIS_DB}", 200),
+        (f"redis://127.0.0.1:{_free_port()}/0", 503),
+    ):
+        settings = make_settings(tmp_path, database_url, executor="celery", broker_url=broker)
+        runtime = make_runtime(settings, make_session_factory(db), db)
+        with TestClient(create_app(runtime, background=False)) as client:
+            r = client.get("/health/ready")
+        assert r.status_code == expected, r.text
+        assert r.json()["broker"] == ("up" if expected == 200 else "down")
+    db.dispose()
