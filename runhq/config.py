@@ -113,6 +113,20 @@ class Settings(BaseSettings):
     scheduler_lease_seconds: float = Field(
         30.0, gt=0, description="Leader lease length: a dead leader is replaced within this."
     )
+    public_base_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="The URL people reach runhq at (unsubscribe links in campaign emails; "
+        "RFC 8058 one-click needs https).",
+    )
+    smtp_host: str | None = Field(None, description="SMTP server for MASS_EMAIL_CAMPAIGN.")
+    smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port (587: submission).")
+    smtp_username: str | None = Field(None, description="SMTP login.")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password.")
+    smtp_starttls: bool = Field(True, description="Require STARTTLS before login and mail.")
+    smtp_sender: str | None = Field(None, description="From address of campaign emails.")
+    smtp_ca_file: Path | None = Field(
+        None, description="CA bundle to trust for the SMTP server (default: the system's)."
+    )
     approval_ttl_hours: float = Field(
         24.0, gt=0, description="An approval of an action run's plan expires after this."
     )

@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from runhq import clock
 from runhq.actions.connectors.base import ActionFailed, ActionResult
@@ -63,6 +63,16 @@ def build_plan(
                 target = {}
         plan["target"] = target or {"error": "no deploy target configured for this platform"}
         plan["ref"] = run.params.get("ref") or "the default branch's latest commit"
+    if spec.action == "email":
+        from runhq.actions.campaigns import count_audience
+
+        sections = report.get("sections") or [{}]
+        plan["subject"] = run.params.get("subject")
+        plan["message"] = run.params.get("body") or str(sections[0].get("content", ""))
+        plan["audience"] = {
+            "consented_contacts": count_audience(session, run.workspace_id),
+            "rule": "contacts with consent who have not unsubscribed",
+        }
     return plan
 
 
@@ -103,10 +113,16 @@ def check_preconditions(session: Session, run: Run, settings: Settings) -> None:
         )
 
 
-def perform(session: Session, run: Run, settings: Settings) -> ActionResult:
+def perform(
+    session: Session, run: Run, settings: Settings, sessions: sessionmaker[Session] | None = None
+) -> ActionResult:
     """Carry the approved plan out through its connector. Raises ActionFailed/Refused."""
     plan = run.plan or {}
     action = plan.get("action")
+    if action == "email" and sessions is not None:
+        from runhq.actions.campaigns import send_campaign
+
+        return send_campaign(sessions, run.id, settings)
     if action != "deploy":
         raise ActionRefused(
             f"the {action} action connector is not available yet: "

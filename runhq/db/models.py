@@ -1,5 +1,6 @@
 """Imports every domain's models so the metadata (and Alembic) sees all tables."""
 
+from runhq.actions.models import CampaignDelivery, Contact
 from runhq.auth.models import ApiKey, Membership, User, Workspace
 from runhq.costs.models import Budget
 from runhq.db.base import Base
@@ -13,6 +14,8 @@ __all__ = [
     "AutopilotSettings",
     "Base",
     "Budget",
+    "CampaignDelivery",
+    "Contact",
     "HealthCheck",
     "Incident",
     "Membership",

@@ -222,7 +222,7 @@ class Engine:
         run.updated_at = clock.now()
         session.commit()  # from here on, never again: a second attempt is refused above
         try:
-            result = actions.perform(session, run, self.settings)
+            result = actions.perform(session, run, self.settings, self.sessions)
         except actions.ActionRefused as exc:
             return fail(f"refused to act: {exc.reason}")
         except actions.ActionFailed as exc:

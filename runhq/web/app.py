@@ -12,6 +12,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from runhq import __version__
+from runhq.actions.routes import public as unsubscribe_router
+from runhq.actions.routes import router as contacts_router
 from runhq.auth.routes import router as auth_router
 from runhq.config import get_settings
 from runhq.costs.routes import router as costs_router
@@ -73,9 +75,11 @@ def create_app(runtime: Runtime | None = None, *, background: bool = True) -> Fa
         costs_router,
         scheduler_router,
         platforms_router,
+        contacts_router,
     ):
         api.include_router(router)
     app.include_router(api)
+    app.include_router(unsubscribe_router)
 
     @app.get("/health/live", tags=["health"], summary="The process is up")
     def live() -> dict[str, str]:

@@ -31,7 +31,7 @@ from runhq.registry.service import get_registry
 from runhq.runs import service as runs
 from runhq.runs.models import TERMINAL_STATUSES, Run, RunStatus
 from runhq.workers.celery import CeleryExecutor
-from tests.conftest import PASSWORD, make_settings, make_team, service_unavailable
+from tests.conftest import PASSWORD, Team, make_settings, make_team, service_unavailable
 from tests.fakes.openai_server import FakeOpenAI
 
 RUNHQ = str(Path(sys.executable).parent / "runhq")
@@ -52,6 +52,7 @@ class Cluster:
     db: Engine
     sessions: sessionmaker[Session]
     actor: Actor
+    team: Team
     logs: Path
     procs: list[subprocess.Popen[bytes]]
 
@@ -153,7 +154,9 @@ def cluster(tmp_path: Path, fresh_database_url: str) -> Iterator[Cluster]:
         team = make_team(session)
     logs = tmp_path / "logs"
     logs.mkdir()
-    c = Cluster(env=env, db=db, sessions=sessions, actor=team.operator, logs=logs, procs=[])
+    c = Cluster(
+        env=env, db=db, sessions=sessions, actor=team.operator, team=team, logs=logs, procs=[]
+    )
     yield c
     for proc in c.procs:
         if proc.poll() is None:

@@ -1,0 +1,71 @@
+"""/api/v1/contacts and the public one-click unsubscribe endpoint."""
+
+from __future__ import annotations
+
+from html import escape
+
+from fastapi import APIRouter, status
+from fastapi.responses import HTMLResponse, PlainTextResponse
+from pydantic import BaseModel, Field
+
+from runhq.actions import campaigns
+from runhq.web.deps import ActorDep, SessionDep
+from runhq.web.errors import ERROR_RESPONSES
+
+router = APIRouter(tags=["contacts"], responses=ERROR_RESPONSES)
+public = APIRouter(tags=["contacts"])
+
+
+class ContactIn(BaseModel):
+    email: str = Field(max_length=320)
+    name: str | None = Field(None, max_length=200)
+    consent: bool = Field(description="The contact agreed to receive campaigns.")
+
+
+class ImportResult(BaseModel):
+    written: int
+    audience: int = Field(description="Contacts a campaign would reach now.")
+
+
+@router.post(
+    "/contacts",
+    response_model=ImportResult,
+    status_code=status.HTTP_201_CREATED,
+    summary="Add or update contacts (admin)",
+)
+def import_contacts(body: list[ContactIn], session: SessionDep, actor: ActorDep) -> ImportResult:
+    written = campaigns.import_contacts(session, actor, [c.model_dump() for c in body])
+    return ImportResult(
+        written=written, audience=campaigns.count_audience(session, actor.workspace_id)
+    )
+
+
+def _unsubscribe(token: str, session: SessionDep) -> PlainTextResponse:
+    if not campaigns.unsubscribe(session, token):
+        return PlainTextResponse("Unknown link.", status_code=404)
+    return PlainTextResponse("You are unsubscribed. / Vous êtes désinscrit(e).")
+
+
+@public.post(
+    "/unsubscribe/{token}",
+    response_class=PlainTextResponse,
+    summary="One-click unsubscribe (RFC 8058: POST List-Unsubscribe=One-Click)",
+)
+def unsubscribe_one_click(token: str, session: SessionDep) -> PlainTextResponse:
+    return _unsubscribe(token, session)
+
+
+@public.get(
+    "/unsubscribe/{token}",
+    response_class=HTMLResponse,
+    summary="The link in an email: a confirmation page (link scanners change nothing)",
+)
+def unsubscribe_link(token: str, session: SessionDep) -> HTMLResponse:
+    if not campaigns.is_known_token(session, token):
+        return HTMLResponse("<p>Unknown link.</p>", status_code=404)
+    return HTMLResponse(
+        '<!doctype html><html lang="fr"><meta charset="utf-8"><title>Désinscription</title>'
+        f'<form method="post" action="/unsubscribe/{escape(token)}">'
+        "<p>Ne plus recevoir nos emails ? / Stop receiving our emails?</p>"
+        '<button type="submit">Se désinscrire / Unsubscribe</button></form></html>'
+    )
