@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from runhq import clock
 from runhq.actions.connectors.base import ActionFailed, ActionResult
 from runhq.actions.connectors.github import dispatch_workflow
+from runhq.actions.connectors.postgres_policies import apply_policies
+from runhq.actions.connectors.stripe import change_price
 from runhq.actions.connectors.webhook import deploy_webhook
 from runhq.config import Settings
 from runhq.errors import NotFound
@@ -63,6 +65,11 @@ def build_plan(
                 target = {}
         plan["target"] = target or {"error": "no deploy target configured for this platform"}
         plan["ref"] = run.params.get("ref") or "the default branch's latest commit"
+    if spec.action == "rls":
+        # The SQL is what gets approved: from the parameters or the model's report; an
+        # owner can write or correct it by editing the plan.
+        plan["table"] = run.params.get("table")
+        plan["sql"] = run.params.get("sql") or report.get("sql")
     if spec.action == "email":
         from runhq.actions.campaigns import count_audience
 
@@ -123,6 +130,10 @@ def perform(
         from runhq.actions.campaigns import send_campaign
 
         return send_campaign(sessions, run.id, settings)
+    if action == "pricing":
+        return _change_price(run, settings)
+    if action == "rls":
+        return _apply_rls(session, run)
     if action != "deploy":
         raise ActionRefused(
             f"the {action} action connector is not available yet: "
@@ -170,6 +181,51 @@ def perform(
                 inputs={"runhq_run_id": str(run.id)},
             )
     raise ActionRefused(f"platform {platform.key} has no deploy target (type webhook|github)")
+
+
+def _apply_rls(session: Session, run: Run) -> ActionResult:
+    """RLS_POLICY_UPDATE: the plan's SQL on the platform's database (its DSN is read from
+    the environment variable the platform's deploy_target names: database_url_env)."""
+    plan = run.plan or {}
+    if not plan.get("sql"):
+        raise ActionRefused(
+            "the plan has no SQL: edit the plan (PUT /runs/{id}/plan) to add "
+            "the policy statements, then approve it"
+        )
+    if not run.platform_key:
+        raise ActionRefused("an RLS update needs a platform_key")
+    try:
+        platform = platforms.get_platform(session, run.workspace_id, run.platform_key)
+    except NotFound:
+        raise ActionRefused(f"platform {run.platform_key!r} is not registered") from None
+    dsn = os.environ.get(str(platform.deploy_target.get("database_url_env", "")), "")
+    if not dsn:
+        raise ActionRefused(
+            "the platform's deploy_target needs 'database_url_env' naming "
+            "a set environment variable with the PostgreSQL URL"
+        )
+    return apply_policies(
+        dsn, table=str(plan.get("table") or run.params["table"]), sql=str(plan["sql"])
+    )
+
+
+def _change_price(run: Run, settings: Settings) -> ActionResult:
+    """PRICING_CHANGE: a new Stripe Price made the product's default (existing
+    subscriptions keep theirs). Idempotency keys derive from the run: a resend replays."""
+    if settings.stripe_api_key is None:
+        raise ActionRefused("Stripe is not configured (RUNHQ_STRIPE_API_KEY)")
+    params = (run.plan or {}).get("parameters") or run.params
+    with httpx.Client(timeout=30, headers={"User-Agent": "runhq-actions"}) as client:
+        return change_price(
+            client,
+            api_key=settings.stripe_api_key.get_secret_value(),
+            base_url=settings.stripe_base_url,
+            product=str(params["product"]),
+            new_amount_cents=int(params["new_amount_cents"]),
+            currency=str(params["currency"]),
+            interval=str(params.get("interval", "month")),
+            idempotency_key=f"runhq-{run.id}",
+        )
 
 
 def gate_verdict(context: dict[str, Any], platform_key: str | None) -> tuple[str, list[str]]:
