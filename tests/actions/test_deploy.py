@@ -258,3 +258,40 @@ def test_webhook_failure_is_recorded_and_never_resent(
     assert run.action_result["retryable"] is True
     assert "502" in (run.error or "")
     assert run.action_started_at is not None
+
+
+def test_deploy_through_github_workflow_dispatch(
+    runtime: Runtime, session: Session, team: Team, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.fakes.github_actions_server import FakeGitHubActions
+
+    with FakeGitHubActions() as github:
+        github.add_workflow(
+            "acme/app", "deploy.yml", inputs={"runhq_run_id": False}, refs=("main", "v1.4.0")
+        )
+        monkeypatch.setenv("RUNHQ_TEST_GITHUB_TOKEN", github.token)
+        platforms.create_platform(
+            session,
+            team.admin,
+            key="app",
+            name="App",
+            repository="acme/app",
+            deploy_target={
+                "type": "github",
+                "workflow": "deploy.yml",
+                "token_env": "RUNHQ_TEST_GITHUB_TOKEN",
+                "api_url": github.base_url,
+            },
+        )
+        session.commit()
+        _gate(runtime, session, team)
+        run = _plan(runtime, session, team)
+        runs.approve_run(session, team.owner, run.id, reason="ship")
+        session.commit()
+        assert runtime.engine.execute(run.id) == RunStatus.completed
+        assert len(github.dispatches) == 1
+        dispatch = github.dispatches[0]
+        assert dispatch.ref == "v1.4.0"
+        assert dispatch.inputs == {"runhq_run_id": str(run.id)}
+        assert runtime.engine.execute(run.id) is None
+        assert len(github.dispatches) == 1
