@@ -14,10 +14,10 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
@@ -30,11 +30,14 @@ from runhq.auth import service as auth
 from runhq.auth.models import Role
 from runhq.auth.schemas import Actor
 from runhq.config import Settings, get_settings
+from runhq.db.session import transaction
 from runhq.errors import InvalidInput, NotFound, RunhqError
 from runhq.logs.schemas import LogLevel, LogOut
 from runhq.runs.models import TERMINAL_STATUSES, Run, RunStatus
 from runhq.runs.schemas import RunOut
 from runhq.runtime import Runtime, build_runtime
+
+M = TypeVar("M", bound=BaseModel)
 
 app = typer.Typer(
     help="runhq — AI operations HQ.", no_args_is_help=True, pretty_exceptions_enable=False
@@ -86,15 +89,8 @@ def _check_schema(runtime: Runtime) -> None:
 def _unit_of_work() -> Iterator[tuple[Runtime, Session]]:
     runtime = _runtime()
     _check_schema(runtime)
-    session = runtime.sessions()
-    try:
+    with transaction(runtime.sessions) as session:
         yield runtime, session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 def _actor(session: Session, user: str | None) -> Actor:
@@ -112,6 +108,16 @@ def _actor(session: Session, user: str | None) -> Actor:
         role=Role(membership.role),
         via="cli",
     )
+
+
+def _validated(model: type[M], **fields: Any) -> M:
+    """A request model built from CLI options; a bad value is one error naming the field."""
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise InvalidInput(f"{field}: {first['msg']}", details={"field": field}) from None
 
 
 def _print_json(value: Any) -> None:
@@ -375,14 +381,13 @@ def runtime_create(
     from runhq.runs import service as runs
     from runhq.runs.schemas import RunCreate
 
-    try:
-        body = RunCreate(
-            run_type=run_type, platform_key=platform, params=params, idempotency_key=idempotency_key
-        )
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise InvalidInput(f"{field}: {first['msg']}", details={"field": field}) from None
+    body = _validated(
+        RunCreate,
+        run_type=run_type,
+        platform_key=platform,
+        params=params,
+        idempotency_key=idempotency_key,
+    )
     return runs.create_run(
         session,
         actor,
@@ -922,20 +927,16 @@ def schedules_add(
     from runhq.scheduler import service as schedules
     from runhq.scheduler.schemas import ScheduleIn
 
-    try:
-        body = ScheduleIn(
-            job_key=job_key,
-            run_type=run_type,
-            cron=cron,
-            timezone=tz,
-            platform_key=platform,
-            params=_parse_params(param or [], None),
-            enabled=not disabled,
-        )
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise InvalidInput(f"{field}: {first['msg']}", details={"field": field}) from None
+    body = _validated(
+        ScheduleIn,
+        job_key=job_key,
+        run_type=run_type,
+        cron=cron,
+        timezone=tz,
+        platform_key=platform,
+        params=_parse_params(param or [], None),
+        enabled=not disabled,
+    )
     with _unit_of_work() as (runtime, session):
         s = schedules.create_schedule(
             session, _actor(session, user), runtime.registry, **body.model_dump()
@@ -1128,21 +1129,17 @@ def platforms_add(
     from runhq.platforms import service as platforms
     from runhq.platforms.schemas import PlatformIn
 
-    try:
-        body = PlatformIn(
-            key=key,
-            name=name,
-            health_urls=health_url or [],
-            expected_status=expected_status,
-            expected_body=expected_body,
-            check_interval_seconds=interval,
-            failure_threshold=threshold,
-            repository=repository,
-        )
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise InvalidInput(f"{field}: {first['msg']}", details={"field": field}) from None
+    body = _validated(
+        PlatformIn,
+        key=key,
+        name=name,
+        health_urls=health_url or [],
+        expected_status=expected_status,
+        expected_body=expected_body,
+        check_interval_seconds=interval,
+        failure_threshold=threshold,
+        repository=repository,
+    )
     with _unit_of_work() as (_, session):
         platforms.create_platform(session, _actor(session, user), **body.model_dump())
     out.print(f"platform {key} added")

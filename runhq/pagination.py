@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, and_, or_
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from runhq.errors import InvalidInput
 
@@ -49,3 +49,21 @@ def paginate(
         stamp, last_id = decode_cursor(cursor)
         stmt = stmt.where(or_(created_at < stamp, and_(created_at == stamp, row_id < last_id)))
     return stmt.order_by(created_at.desc(), row_id.desc()).limit(limit + 1)
+
+
+def fetch_page(
+    session: Session,
+    stmt: Select[Any],
+    created_at: InstrumentedAttribute[datetime],
+    row_id: InstrumentedAttribute[uuid.UUID],
+    *,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[Any], str | None]:
+    """One page of ``stmt`` (newest first) and the cursor of the next one (None: last)."""
+    rows = list(session.scalars(paginate(stmt, created_at, row_id, cursor=cursor, limit=limit)))
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    last = rows[-1]
+    return rows, encode_cursor(getattr(last, created_at.key), getattr(last, row_id.key))

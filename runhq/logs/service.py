@@ -13,7 +13,7 @@ from runhq import clock
 from runhq.db.base import new_id
 from runhq.logs.models import StructuredLog
 from runhq.logs.schemas import LogLevel, LogSource
-from runhq.pagination import encode_cursor, paginate
+from runhq.pagination import fetch_page
 
 # Built once; parameters are bound per call (the statement is compiled and cached once).
 _INSERT = insert(StructuredLog)
@@ -73,13 +73,9 @@ def list_logs(
         stmt = stmt.where(StructuredLog.run_id == run_id)
     if since is not None:
         stmt = stmt.where(StructuredLog.created_at >= since)
-    stmt = paginate(stmt, StructuredLog.created_at, StructuredLog.id, cursor=cursor, limit=limit)
-    rows = list(session.scalars(stmt))
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
-    return rows, next_cursor
+    return fetch_page(
+        session, stmt, StructuredLog.created_at, StructuredLog.id, cursor=cursor, limit=limit
+    )
 
 
 def purge_logs(

@@ -33,7 +33,7 @@ from runhq.errors import (
 )
 from runhq.logs import service as logs
 from runhq.logs.schemas import LogLevel, LogSource
-from runhq.pagination import encode_cursor, paginate
+from runhq.pagination import fetch_page
 from runhq.registry.service import Registry
 from runhq.runs.models import ACTIVE_STATUSES, Run, RunApproval, RunStatus
 from runhq.runs.state import transition
@@ -507,12 +507,7 @@ def list_runs(
         stmt = stmt.where(Run.created_at >= since)
     if until:
         stmt = stmt.where(Run.created_at < until)
-    rows = list(session.scalars(paginate(stmt, Run.created_at, Run.id, cursor=cursor, limit=limit)))
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
-    return rows, next_cursor
+    return fetch_page(session, stmt, Run.created_at, Run.id, cursor=cursor, limit=limit)
 
 
 def list_approvals(session: Session, run: Run) -> list[RunApproval]:

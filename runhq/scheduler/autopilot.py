@@ -33,7 +33,7 @@ from runhq.llm.output import OutputInvalid
 from runhq.logs import service as logs
 from runhq.logs.models import StructuredLog
 from runhq.logs.schemas import LogSource
-from runhq.pagination import encode_cursor, paginate
+from runhq.pagination import fetch_page
 from runhq.registry.service import Registry
 from runhq.runs import service as runs
 from runhq.runs.service import Notifier
@@ -133,16 +133,9 @@ def list_decisions(
     stmt = select(StructuredLog).where(
         StructuredLog.workspace_id == workspace_id, StructuredLog.message == DECISION
     )
-    rows = list(
-        session.scalars(
-            paginate(stmt, StructuredLog.created_at, StructuredLog.id, cursor=cursor, limit=limit)
-        )
+    return fetch_page(
+        session, stmt, StructuredLog.created_at, StructuredLog.id, cursor=cursor, limit=limit
     )
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
-    return rows, next_cursor
 
 
 # --- one cycle -----------------------------------------------------------------------------

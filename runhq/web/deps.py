@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from runhq.auth import service as auth
 from runhq.auth.schemas import Actor
+from runhq.db.session import transaction
 from runhq.errors import NotAuthenticated
 from runhq.runtime import Runtime
 
@@ -24,15 +25,8 @@ def get_runtime(request: Request) -> Runtime:
 
 def get_session(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Iterator[Session]:
     """The request's unit of work: committed when the handler succeeds, else rolled back."""
-    session = runtime.sessions()
-    try:
+    with transaction(runtime.sessions) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 # scope="function": the commit happens before the response is sent, so a failed commit is
