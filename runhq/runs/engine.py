@@ -98,6 +98,9 @@ class Engine:
         self.settings = settings
         self.registry = registry
         self.gateway = gateway or Gateway(settings)
+        self._beating: dict[uuid.UUID, uuid.UUID] = {}
+        self._beat_lock = threading.Lock()
+        self._beat_thread: threading.Thread | None = None
 
     def execute(self, run_id: uuid.UUID) -> RunStatus | None:
         """Run ``run_id`` if it is queued. Returns its final status, or None if not ours."""
@@ -291,26 +294,38 @@ class Engine:
 
     @contextmanager
     def _heartbeat(self, run: Run) -> Iterator[None]:
-        """Record every few seconds that this worker still runs ``run`` (own transactions)."""
+        """Keep ``run`` marked alive while this block runs (one beating thread per engine)."""
         token = run.claim_token
-        stop = threading.Event()
-
-        def beat() -> None:
-            while not stop.wait(self.settings.heartbeat_seconds):
-                try:
-                    with transaction(self.sessions) as session:
-                        if not record_heartbeat(session, run.id, token):  # type: ignore[arg-type]
-                            return  # finished, reaped or cancelled: nothing left to keep alive
-                except Exception:  # a missed beat is tolerated; the reaper allows several
-                    logger.warning("heartbeat of run %s failed", run.id, exc_info=True)
-
-        thread = threading.Thread(target=beat, name=f"runhq-heartbeat-{run.id}", daemon=True)
-        thread.start()
+        assert token is not None  # noqa: S101 - set by the claim
+        with self._beat_lock:
+            self._beating[run.id] = token
+            if self._beat_thread is None or not self._beat_thread.is_alive():
+                self._beat_thread = threading.Thread(
+                    target=self._beat_forever, name="runhq-heartbeat", daemon=True
+                )
+                self._beat_thread.start()
         try:
             yield
         finally:
-            stop.set()
-            thread.join(5)
+            with self._beat_lock:
+                self._beating.pop(run.id, None)
+
+    def _beat_forever(self) -> None:
+        while True:
+            time.sleep(self.settings.heartbeat_seconds)
+            with self._beat_lock:
+                beating = list(self._beating.items())
+            if not beating:
+                continue
+            try:
+                with transaction(self.sessions) as session:
+                    for run_id, token in beating:
+                        if not record_heartbeat(session, run_id, token):
+                            # Finished, reaped or cancelled meanwhile: stop beating for it.
+                            with self._beat_lock:
+                                self._beating.pop(run_id, None)
+            except Exception:  # a missed beat is tolerated; the reaper allows several
+                logger.warning("heartbeat failed", exc_info=True)
 
     def _finish(
         self,

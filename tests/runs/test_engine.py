@@ -325,3 +325,39 @@ def test_a_run_reaped_while_gathering_never_reaches_the_model(
     assert fake.chat_requests == []
     session.refresh(run)
     assert run.error == "worker lost"
+
+
+def test_heartbeats_are_recorded_while_the_model_thinks(
+    tmp_path: Path,
+    database_url: str,
+    sessions: sessionmaker[Session],
+    db_engine: Engine,
+    session: Session,
+    team: Team,
+    fake: FakeOpenAI,
+) -> None:
+    import time as _time
+
+    from tests.fakes.openai_server import default_responder
+
+    fake.reset()
+    settings = make_settings(
+        tmp_path,
+        database_url,
+        llm_base_url=fake.base_url,
+        llm_api_key=fake.api_key,
+        heartbeat_seconds=0.2,
+    )
+    rt = make_runtime(settings, sessions, db_engine)
+
+    def slow(body: dict[str, Any]) -> str:
+        _time.sleep(1.0)
+        return default_responder(body)
+
+    fake.responder = slow
+    run = _start(rt, session, team.operator, "SEO_AUDIT", team.owner)
+    assert rt.engine.execute(run.id) == RunStatus.completed
+    session.refresh(run)
+    assert run.heartbeat_at is not None
+    assert run.started_at is not None
+    assert (run.heartbeat_at - run.started_at).total_seconds() >= 0.2
