@@ -102,6 +102,12 @@ def _smtp(settings: Settings) -> tuple[SmtpConfig, ssl.SSLContext]:
         raise ActionFailed(
             "SMTP is not configured (RUNHQ_SMTP_HOST, RUNHQ_SMTP_SENDER)", retryable=False
         )
+    if not settings.public_base_url.startswith("https://"):
+        raise ActionFailed(
+            "RUNHQ_PUBLIC_BASE_URL must be https: unsubscribe links must work in one click "
+            "(RFC 8058)",
+            retryable=False,
+        )
     config = SmtpConfig(
         host=settings.smtp_host,
         port=settings.smtp_port,
@@ -114,6 +120,14 @@ def _smtp(settings: Settings) -> tuple[SmtpConfig, ssl.SSLContext]:
         cafile=str(settings.smtp_ca_file) if settings.smtp_ca_file else None
     )
     return config, context
+
+
+def _after_failure(exc: ActionFailed) -> str:
+    """An SMTP refusal (a reply code) was not delivered: 4xx may be sent later, 5xx not.
+    A dropped connection may have delivered it: it stays 'sending', never resent."""
+    if exc.status_code is None:
+        return "sending" if exc.retryable else "failed"
+    return "pending" if exc.retryable else "failed"
 
 
 def send_campaign(
@@ -197,8 +211,7 @@ def send_campaign(
                 try:
                     sender.send(message)
                 except ActionFailed as exc:
-                    # A temporary refusal can be sent again later: back to pending.
-                    status, error = ("pending" if exc.retryable else "failed"), exc.reason
+                    status, error = _after_failure(exc), exc.reason
                 with transaction(sessions) as session:
                     session.execute(
                         update(CampaignDelivery)
@@ -213,8 +226,9 @@ def send_campaign(
                     sent += 1
                 elif status == "failed":
                     failed += 1
-                else:
-                    raise ActionFailed(f"SMTP refused for now: {error}", retryable=True)
+                else:  # stop here; a retried run continues the campaign
+                    what = "refused for now" if status == "pending" else "lost mid-message"
+                    raise ActionFailed(f"SMTP {what}: {error}", retryable=True)
     with transaction(sessions) as session:
         rows_by_status = session.execute(
             select(CampaignDelivery.status, func.count(CampaignDelivery.id))

@@ -64,7 +64,8 @@ def build_plan(
             except Exception:  # noqa: BLE001 - an unknown platform is reported in the plan
                 target = {}
         plan["target"] = target or {"error": "no deploy target configured for this platform"}
-        plan["ref"] = run.params.get("ref") or "the default branch's latest commit"
+        # What is approved is what is sent: the act reads the ref from the plan.
+        plan["ref"] = run.params.get("ref") or platform_ref(session, run)
     if spec.action == "rls":
         # The SQL is what gets approved: from the parameters or the model's report; an
         # owner can write or correct it by editing the plan.
@@ -81,6 +82,18 @@ def build_plan(
             "rule": "contacts with consent who have not unsubscribed",
         }
     return plan
+
+
+def platform_ref(session: Session, run: Run) -> str | None:
+    """The ref a deploy uses when none is given: the GitHub target's, else none (the
+    webhook receiver deploys its default)."""
+    if not run.platform_key:
+        return None
+    try:
+        target = platforms.get_platform(session, run.workspace_id, run.platform_key).deploy_target
+    except NotFound:
+        return None
+    return str(target["ref"]) if target.get("type") == "github" and target.get("ref") else None
 
 
 def check_preconditions(session: Session, run: Run, settings: Settings) -> None:
@@ -142,10 +155,11 @@ def perform(
     assert run.platform_key is not None  # noqa: S101 - checked by check_preconditions
     platform = platforms.get_platform(session, run.workspace_id, run.platform_key)
     target = platform.deploy_target
+    ref = plan.get("ref")  # what was approved is what is sent
     payload = {
         "run_id": str(run.id),
         "platform_key": platform.key,
-        "ref": run.params.get("ref"),
+        "ref": ref,
         "environment": platform.environment,
         "plan_hash": run.plan_hash,
     }
@@ -177,7 +191,7 @@ def perform(
                 token=token,
                 repository=platform.repository,
                 workflow=str(target["workflow"]),
-                ref=str(run.params.get("ref") or target.get("ref", "main")),
+                ref=str(ref or target.get("ref") or "main"),
                 inputs={"runhq_run_id": str(run.id)},
             )
     raise ActionRefused(f"platform {platform.key} has no deploy target (type webhook|github)")

@@ -233,6 +233,12 @@ class Engine:
                 f"action failed: {exc.reason}",
                 action_result={"ok": False, "reason": exc.reason, "retryable": exc.retryable},
             )
+        except Exception as exc:  # outcome unknown: never retried automatically
+            logger.exception("action of run %s raised", run.id)
+            return fail(
+                f"action failed ({type(exc).__name__}); its outcome is unknown: check "
+                "the target before retrying"
+            )
         session.commit()
         summary = f"{(run.plan or {}).get('action', 'action')} done: {result.summary}"
         return self._finish(

@@ -363,6 +363,13 @@ def update_plan(session: Session, actor: Actor, run_id: uuid.UUID, plan: dict[st
             f"run {run.id} has no plan that can still be edited ({run.status}, {run.phase})",
             details={"status": run.status, "phase": run.phase},
         )
+    original = run.plan or {}
+    for fixed in ("action", "run_type", "platform_key"):
+        if plan.get(fixed) != original.get(fixed):
+            raise InvalidInput(
+                f"plan.{fixed} cannot be edited ({original.get(fixed)!r}); start another run",
+                details={"field": f"plan.{fixed}"},
+            )
     digest = plan_digest(plan)
     values = {"plan": plan, "plan_hash": digest, "phase": "review"}
     meta = {"edited_by": str(actor.user_id), "old_plan_hash": run.plan_hash, "plan_hash": digest}

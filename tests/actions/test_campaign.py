@@ -226,3 +226,16 @@ def test_contacts_api_bad_input(client: TestClient, mailer: Runtime, team: Team)
         client.post("/api/v1/contacts", json=[], headers=bearer(mailer, team.operator)).status_code
         == 403
     )
+
+
+def test_an_http_public_url_refuses_before_sending_anything(
+    mailer: Runtime, session: Session, team: Team, smtp: FakeSmtp
+) -> None:
+    _contacts(session, team)
+    insecure = mailer.settings.model_copy(update={"public_base_url": "http://hq.example.com"})
+    mailer.engine.settings = insecure
+    run = _approved_campaign(mailer, session, team)
+    assert mailer.engine.execute(run.id) == RunStatus.failed
+    session.refresh(run)
+    assert "must be https" in (run.error or "")
+    assert smtp.messages == []

@@ -204,6 +204,21 @@ def test_a_plan_edited_after_approval_needs_a_new_approval(
     session.commit()
     assert runtime.engine.execute(run.id) == RunStatus.completed
     assert len(receiver.deliveries) == 1
+    assert receiver.deliveries[0].json["ref"] == "v1.5.0-rc1"  # the approved plan, not params
+
+
+def test_a_plan_edit_cannot_change_the_kind_of_action(
+    client: TestClient, runtime: Runtime, session: Session, team: Team, app_platform: str
+) -> None:
+    run = _plan(runtime, session, team)
+    assert run.plan is not None
+    r = client.put(
+        f"/api/v1/runs/{run.id}/plan",
+        json={"plan": {**run.plan, "action": "email"}},
+        headers=bearer(runtime, team.admin),
+    )
+    assert r.status_code == 422
+    assert r.json()["error"]["details"]["field"] == "plan.action"
 
 
 def test_an_expired_approval_cannot_act(

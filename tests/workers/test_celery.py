@@ -180,6 +180,8 @@ def _executor(cluster: Cluster, tmp_path: Path, broker: str | None = None) -> Ce
 def test_worker_executes_50_runs_then_survives_sigkill(cluster: Cluster, tmp_path: Path) -> None:
     executor = _executor(cluster, tmp_path)
     worker = cluster.start("worker", "--concurrency", "2", name="worker1")
+    # The deployment: workers plus one scheduler (which re-sends what the broker lost).
+    cluster.start("scheduler", name="scheduler")
     ids = cluster.create(50, executor=executor)
     statuses = cluster.wait(ids, _terminal)
     assert set(statuses.values()) == {"completed"}
@@ -204,7 +206,6 @@ def test_worker_executes_50_runs_then_survives_sigkill(cluster: Cluster, tmp_pat
         in_flight = [i for i, s in cluster.statuses(batch).items() if s == "running"]
         assert in_flight
         cluster.start("worker", "--concurrency", "2", name="worker3", **slow_env)
-        cluster.start("scheduler", name="scheduler")  # the reaper and the re-dispatch
         final = cluster.wait(batch, _terminal, timeout=120)
     executor.stop()
     for run_id in batch:
