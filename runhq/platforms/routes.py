@@ -7,6 +7,8 @@ from fastapi import APIRouter, Response, status
 from sqlalchemy.orm import Session
 
 from runhq import clock
+from runhq.auth.models import Role
+from runhq.auth.service import require_role
 from runhq.platforms import service
 from runhq.platforms.models import Platform
 from runhq.platforms.schemas import (
@@ -108,6 +110,7 @@ def delete_platform(key: str, session: SessionDep, actor: ActorDep) -> Response:
 
 @router.post("/{key}/check", response_model=PlatformOut, summary="Check the platform now")
 def check_now(key: str, session: SessionDep, actor: ActorDep) -> PlatformOut:
+    require_role(actor, Role.operator, "checking a platform")
     platform = service.get_platform(session, actor.workspace_id, key)
     with httpx.Client(headers={"User-Agent": "runhq-health"}) as client:
         service.check_platform(session, client, platform)

@@ -20,11 +20,23 @@ from runhq import clock
 from runhq.auth.models import Role
 from runhq.auth.schemas import Actor
 from runhq.auth.service import require_role
-from runhq.errors import AlreadyExists, NotFound
+from runhq.errors import AlreadyExists, InvalidInput, NotFound
 from runhq.logs import service as logs
 from runhq.logs.schemas import LogLevel, LogSource
 from runhq.platforms.models import HealthCheck, Incident, Platform
 
+_REQUIRED = frozenset(
+    {
+        "name",
+        "health_urls",
+        "expected_status",
+        "check_interval_seconds",
+        "check_timeout_seconds",
+        "failure_threshold",
+        "environment",
+        "deploy_target",
+    }
+)
 WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 
 
@@ -63,6 +75,9 @@ def list_platforms(session: Session, workspace_id: uuid.UUID) -> list[Platform]:
 def update_platform(session: Session, actor: Actor, key: str, changes: dict[str, Any]) -> Platform:
     require_role(actor, Role.admin, "changing a platform")
     platform = get_platform(session, actor.workspace_id, key)
+    for name, value in changes.items():
+        if value is None and name in _REQUIRED:
+            raise InvalidInput(f"{name} cannot be null", details={"field": name})
     if "health_urls" in changes and changes["health_urls"] is not None:
         changes["health_urls"] = [str(u) for u in changes["health_urls"]]
     for name, value in changes.items():

@@ -178,3 +178,35 @@ def test_platform_facts_reach_the_status_review(
     assert fact["status"] == "ok"
     assert "open incident on app" in fact["summary"]
     assert "open incident on app" in (run.executive_summary or "")
+
+
+def test_platform_update_and_check_bad_inputs(
+    client: TestClient, runtime: Runtime, team: Team, health: FakeHealth
+) -> None:
+    h = bearer(runtime, team.admin)
+    client.post(
+        "/api/v1/platforms",
+        json={"key": "app", "name": "App", "health_urls": [health.url]},
+        headers=h,
+    )
+    r = client.patch("/api/v1/platforms/app", json={"name": None}, headers=h)
+    assert r.status_code == 422
+    assert r.json()["error"]["details"]["field"] == "name"
+    assert (
+        client.patch("/api/v1/platforms/app", json={"failure_threshold": 0}, headers=h).status_code
+        == 422
+    )
+    assert (
+        client.patch("/api/v1/platforms/app", json={"owner_contact": None}, headers=h).status_code
+        == 200
+    )
+    assert (
+        client.post("/api/v1/platforms/app/check", headers=bearer(runtime, team.viewer)).status_code
+        == 403
+    )
+    assert (
+        client.post(
+            "/api/v1/platforms/app/check", headers=bearer(runtime, team.operator)
+        ).status_code
+        == 200
+    )
