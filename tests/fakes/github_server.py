@@ -35,6 +35,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from tests.fakes._served import base_url_of, serve, shut
+
 __all__ = [
     "DEFAULT_TOKEN",
     "FakeGitHub",
@@ -186,31 +188,17 @@ class FakeGitHub:
     _thread: threading.Thread | None = None
 
     def __enter__(self) -> FakeGitHub:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        server.daemon_threads = True
-        server.fake = self  # type: ignore[attr-defined]  # handler reaches the fake through it
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        )
-        self._thread.start()
+        self._server, self._thread = serve(self, _Handler)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        shut(self._server, self._thread)
         self._server = None
         self._thread = None
 
     @property
     def base_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("FakeGitHub is not running (use it as a context manager)")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return base_url_of(self._server, "FakeGitHub")
 
     def add_repository(
         self,
