@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, func, select
+from sqlalchemy import bindparam, case, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from runhq import clock
@@ -113,12 +113,14 @@ def _spend(
     return _num(spent), _num(reserved)
 
 
+# Built once: read before every run is created.
+_LIST_BUDGETS = (
+    select(Budget).where(Budget.workspace_id == bindparam("workspace_id")).order_by(Budget.scope)
+)
+
+
 def list_budgets(session: Session, workspace_id: uuid.UUID) -> list[Budget]:
-    return list(
-        session.scalars(
-            select(Budget).where(Budget.workspace_id == workspace_id).order_by(Budget.scope)
-        )
-    )
+    return list(session.scalars(_LIST_BUDGETS, {"workspace_id": workspace_id}))
 
 
 def set_budget(

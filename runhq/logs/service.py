@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from runhq import clock
@@ -15,8 +15,9 @@ from runhq.logs.models import StructuredLog
 from runhq.logs.schemas import LogLevel, LogSource
 from runhq.pagination import fetch_page
 
-# Built once; parameters are bound per call (the statement is compiled and cached once).
-_INSERT = insert(StructuredLog)
+# Built once, on the table (Core, not the ORM's bulk path); parameters are bound per call,
+# so the statement's cache key and compiled form are computed once per process.
+_INSERT = insert(cast(Table, StructuredLog.__table__))
 
 
 def create_log(
@@ -44,7 +45,7 @@ def create_log(
             "level": level.value,
             "source": source.value,
             "message": message,
-            "meta": metadata or {},
+            "metadata": metadata or {},
             "run_id": run_id,
             "created_at": created_at or clock.now(),
         },

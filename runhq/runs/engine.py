@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from runhq import clock
@@ -274,12 +273,12 @@ class Engine:
             "model": spec.model,
             "fallback_model": spec.fallback_model,
         }
-        if not record_facts(session, run, context=context, prompt=prompt):
+        cancel = record_facts(session, run, context=context, prompt=prompt)
+        if cancel is None:
             # Reaped (or otherwise taken away) while gathering: no model call for a run
             # this worker no longer owns.
             session.rollback()
             raise ClaimLost
-        cancel = session.scalar(select(Run.cancel_requested).where(Run.id == run.id))
         # Facts and prompt are kept even if the model call never returns; and nothing (not
         # SQLite's write lock either) is held during the model call. Commit, not rollback,
         # so the loaded run is not expired.

@@ -11,12 +11,12 @@ import json
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
-from sqlalchemy import Integer, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy import Executable, Integer, Table, bindparam, func, or_, select, text, update
+from sqlalchemy.orm import Session, defer
+from sqlalchemy.sql.schema import CallableColumnDefault, ScalarElementColumnDefault
 
 from runhq import clock
 from runhq.auth.models import Role
@@ -79,10 +79,14 @@ def get_run(session: Session, actor: Actor, run_id: uuid.UUID) -> Run:
     return run
 
 
+_FIND_ACTIVE = select(Run).where(
+    Run.workspace_id == bindparam("workspace_id"), Run.active_key == bindparam("key")
+)
+
+
 def _find_active(session: Session, workspace_id: uuid.UUID, key: str) -> Run | None:
-    return session.scalar(
-        select(Run).where(Run.workspace_id == workspace_id, Run.active_key == key)
-    )
+    run: Run | None = session.scalar(_FIND_ACTIVE, {"workspace_id": workspace_id, "key": key})
+    return run
 
 
 def _override_if_stuck(session: Session, run: Run, stuck_after: timedelta, via: str) -> bool:
@@ -127,6 +131,60 @@ def _duplicate_error(run: Run) -> DuplicateRun:
         f"({run.id}); wait for it or cancel it",
         details={"running_run_id": str(run.id), "status": run.status, "running_minutes": minutes},
     )
+
+
+def _build_insert() -> tuple[Executable, list[tuple[str, Any]]]:
+    """``INSERT … ON CONFLICT DO NOTHING RETURNING *`` for runs, loaded as a ``Run``.
+
+    ON CONFLICT instead of catching IntegrityError: no SAVEPOINT round trips on every
+    creation, and the transaction stays usable when a unique index (the anti-double-run
+    slot, the idempotency key) refuses the row. Written as text because SQLAlchemy's
+    dialect-specific INSERT constructs are never cached (each call would be compiled again);
+    the syntax is the same on SQLite (3.35+) and PostgreSQL. Every column is bound, with
+    the model's own defaults for those the caller does not give.
+    """
+    table = cast(Table, Run.__table__)
+    names = [column.name for column in table.c]
+    # The names are the model's own columns, never input.
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(names)}) "  # noqa: S608
+        f"VALUES ({', '.join(':' + name for name in names)}) "
+        f"ON CONFLICT DO NOTHING RETURNING {', '.join(names)}"
+    )
+    stmt = (
+        text(sql)
+        .bindparams(*(bindparam(column.name, type_=column.type) for column in table.c))
+        .columns(*table.c)
+    )
+    defaults: list[tuple[str, Any]] = []
+    for column in table.c:
+        default = column.default
+        if default is None:
+            defaults.append((column.name, None))
+        elif isinstance(default, ScalarElementColumnDefault | CallableColumnDefault):
+            defaults.append((column.name, default))
+        else:  # pragma: no cover - a SQL-expression default would need the ORM path
+            raise TypeError(f"runs.{column.name}: unsupported default {default!r}")
+    return select(Run).from_statement(stmt), defaults
+
+
+_INSERT_RUN, _RUN_DEFAULTS = _build_insert()
+
+
+def _insert_run(session: Session, values: dict[str, Any]) -> Run | None:
+    """The new run, or None if a unique index (active slot, idempotency key) refused it."""
+    params: dict[str, Any] = {}
+    for name, default in _RUN_DEFAULTS:
+        if name in values:
+            params[name] = values[name]
+        elif isinstance(default, CallableColumnDefault):
+            params[name] = default.arg(None)
+        elif isinstance(default, ScalarElementColumnDefault):
+            params[name] = default.arg
+        else:
+            params[name] = None
+    run: Run | None = session.scalars(_INSERT_RUN, params).first()
+    return run
 
 
 def create_run(
@@ -198,39 +256,41 @@ def create_run(
     else:
         status, phase = RunStatus.queued, "single"
     now = clock.now()
-    run = Run(
-        workspace_id=actor.workspace_id,
-        run_type=run_type,
-        agent=spec.agent,
-        platform_key=platform_key,
-        params=params,
-        status=status.value,
-        phase=phase,
-        active_key=key,
-        idempotency_key=idempotency_key,
-        requested_by=actor.person,
-        requested_via=actor.via,
-        model_requested=spec.model,
-        estimated_cost=spec.estimated_cost_eur,
-        attempt=parent.attempt + 1 if parent else 1,
-        parent_run_id=parent.id if parent else None,
-        created_at=now,
-        updated_at=now,
+    run = _insert_run(
+        session,
+        {
+            "workspace_id": actor.workspace_id,
+            "run_type": run_type,
+            "agent": spec.agent,
+            "platform_key": platform_key,
+            "params": params,
+            "status": status.value,
+            "phase": phase,
+            "active_key": key,
+            "idempotency_key": idempotency_key,
+            "requested_by": actor.person,
+            "requested_via": actor.via,
+            "model_requested": spec.model,
+            "estimated_cost": spec.estimated_cost_eur,
+            "attempt": parent.attempt + 1 if parent else 1,
+            "parent_run_id": parent.id if parent else None,
+            "created_at": now,
+            "updated_at": now,
+        },
     )
-    # The unique (workspace_id, active_key) index settles races the check above cannot see.
-    try:
-        with session.begin_nested():
-            session.add(run)
-            session.flush()
-    except IntegrityError:
-        # A concurrent request won the race: replay its run for the same idempotency key,
-        # otherwise report the active run that holds the slot.
+    if run is None:
+        # The unique (workspace_id, active_key) index settled a race the check above could
+        # not see: replay the winner's run for the same idempotency key, otherwise report
+        # the active run that holds the slot.
         if (existing := replay()) is not None:
             return existing, False
         winner = _find_active(session, actor.workspace_id, key)
         if winner is not None:
-            raise _duplicate_error(winner) from None
-        raise
+            raise _duplicate_error(winner)
+        raise DuplicateRun(
+            f"a {run_type} run was started at the same moment; try again",
+            details={"run_type": run_type},
+        )
     logs.create_log(
         session,
         message="run.created",
@@ -579,6 +639,18 @@ def get_recent_run_stats(
     return sorted(stats.values(), key=lambda e: (-e["total"], e["run_type"]))
 
 
+# Listings for summaries (context facts, the autopilot) leave out the large JSON documents;
+# they load on first access if a caller needs them.
+_SUMMARY = (
+    defer(Run.context),
+    defer(Run.prompt),
+    defer(Run.output),
+    defer(Run.plan),
+    defer(Run.price),
+    defer(Run.action_result),
+)
+
+
 def list_latest_completed(
     session: Session,
     workspace_id: uuid.UUID,
@@ -596,6 +668,7 @@ def list_latest_completed(
         )
         .order_by(Run.finished_at.desc())
         .limit(limit)
+        .options(*_SUMMARY)
     )
     if exclude_run_id is not None:
         stmt = stmt.where(Run.id != exclude_run_id)
@@ -615,6 +688,7 @@ def list_failed(
             )
             .order_by(Run.created_at.desc())
             .limit(limit)
+            .options(*_SUMMARY)
         )
     )
 
@@ -625,6 +699,7 @@ def list_pending_approval(session: Session, workspace_id: uuid.UUID) -> list[Run
             select(Run)
             .where(Run.workspace_id == workspace_id, Run.status == RunStatus.pending_approval.value)
             .order_by(Run.created_at)
+            .options(*_SUMMARY)
         )
     )
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import update
+from sqlalchemy import ColumnElement, Table, Update, bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -50,6 +50,57 @@ class StaleTransition(InvalidTransition):
     """Another process changed the run first (lost the compare-and-set)."""
 
 
+# The run engine's hot path builds its statements once per shape: a statement object reused
+# with bound parameters keeps its cache key and compiled SQL (SQLAlchemy memoises both), where
+# building one per call costs more than the database round trip on SQLite.
+_RUNS = cast(Table, Run.__table__)
+_UPDATES: dict[tuple[tuple[str, ...], bool, bool], Update] = {}
+
+
+def _update_statement(keys: tuple[str, ...], *, unless_cancel: bool, fenced: bool) -> Update:
+    """``UPDATE runs SET <keys> WHERE id = :w_id AND status = :w_status [...]``, cached."""
+    shape = (keys, unless_cancel, fenced)
+    stmt = _UPDATES.get(shape)
+    if stmt is None:
+        conditions: list[ColumnElement[bool]] = [
+            _RUNS.c.id == bindparam("w_id"),
+            _RUNS.c.status == bindparam("w_status"),
+        ]
+        if unless_cancel:
+            conditions.append(_RUNS.c.cancel_requested.is_(False))
+        if fenced:
+            conditions.append(_RUNS.c.claim_token == bindparam("w_token"))
+        stmt = (
+            update(_RUNS)
+            .where(*conditions)
+            .values({_RUNS.c[key]: bindparam(f"v_{key}", type_=_RUNS.c[key].type) for key in keys})
+        )
+        _UPDATES[shape] = stmt
+    return stmt
+
+
+def _update_run(
+    session: Session,
+    run_id: uuid.UUID,
+    current: RunStatus,
+    changes: dict[str, Any],
+    *,
+    unless_cancel: bool = False,
+    claim_token: uuid.UUID | None = None,
+) -> bool:
+    """Compare-and-set ``changes`` on the run if it is still ``current``; False if not."""
+    keys = tuple(sorted(changes))
+    stmt = _update_statement(keys, unless_cancel=unless_cancel, fenced=claim_token is not None)
+    params: dict[str, Any] = {f"v_{key}": changes[key] for key in keys}
+    params.update(w_id=run_id, w_status=current.value)
+    if claim_token is not None:
+        params["w_token"] = claim_token
+    # A Core statement does not autoflush: pending ORM changes go first, as they would.
+    session.flush()
+    result = session.execute(stmt, params)
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
 def check_transition(current: RunStatus, target: RunStatus) -> None:
     if target not in ALLOWED[current]:
         raise InvalidTransition(
@@ -85,13 +136,14 @@ def transition(
     if target in TERMINAL_STATUSES:
         changes["active_key"] = None  # frees the anti-double-run slot
         changes.setdefault("finished_at", now)
-    stmt = update(Run).where(Run.id == run.id, Run.status == current.value)
-    if unless_cancel_requested:
-        stmt = stmt.where(Run.cancel_requested.is_(False))
-    if claim_token is not None:
-        stmt = stmt.where(Run.claim_token == claim_token)
-    result = session.execute(stmt.values(**changes).execution_options(synchronize_session=False))
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if not _update_run(
+        session,
+        run.id,
+        current,
+        changes,
+        unless_cancel=unless_cancel_requested,
+        claim_token=claim_token,
+    ):
         raise StaleTransition(
             f"run {run.id} changed concurrently (expected {current.value})",
             details={"run_id": str(run.id)},
@@ -138,6 +190,24 @@ def _log_metadata(
     return meta
 
 
+_CLAIM = (
+    select(Run)
+    .from_statement(
+        update(_RUNS)
+        .where(_RUNS.c.id == bindparam("run_id"), _RUNS.c.status == S.queued.value)
+        .values(
+            status=S.running.value,
+            started_at=bindparam("now"),
+            updated_at=bindparam("now"),
+            heartbeat_at=bindparam("now"),
+            claim_token=bindparam("token"),
+        )
+        .returning(*_RUNS.c)
+    )
+    .execution_options(populate_existing=True)
+)
+
+
 def claim(session: Session, run_id: uuid.UUID) -> Run | None:
     """``queued → running`` in one statement (UPDATE … RETURNING); None if not queued.
 
@@ -145,19 +215,9 @@ def claim(session: Session, run_id: uuid.UUID) -> Run | None:
     """
     check_transition(S.queued, S.running)
     now = clock.now()
-    run = session.scalars(
-        update(Run)
-        .where(Run.id == run_id, Run.status == S.queued.value)
-        .values(
-            status=S.running.value,
-            started_at=now,
-            updated_at=now,
-            heartbeat_at=now,
-            claim_token=uuid.uuid4(),
-        )
-        .returning(Run),
-        execution_options={"synchronize_session": False},
-    ).one_or_none()
+    run: Run | None = session.scalars(
+        _CLAIM, {"run_id": run_id, "now": now, "token": uuid.uuid4()}
+    ).first()
     if run is None:
         return None
     message, level = _EVENTS[S.running]
@@ -175,32 +235,44 @@ def claim(session: Session, run_id: uuid.UUID) -> Run | None:
 
 def record_heartbeat(session: Session, run_id: uuid.UUID, claim_token: uuid.UUID) -> bool:
     """The claiming worker says the run is alive; False once the claim was lost."""
-    result = session.execute(
-        update(Run)
-        .where(
-            Run.id == run_id,
-            Run.status == S.running.value,
-            Run.claim_token == claim_token,
-        )
-        .values(heartbeat_at=clock.now())
-        .execution_options(synchronize_session=False)
+    return _update_run(
+        session, run_id, S.running, {"heartbeat_at": clock.now()}, claim_token=claim_token
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+_RECORD_FACTS = (
+    update(_RUNS)
+    .where(
+        _RUNS.c.id == bindparam("run_id"),
+        _RUNS.c.status == S.running.value,
+        _RUNS.c.claim_token == bindparam("token"),
+    )
+    .values(context=bindparam("context"), prompt=bindparam("prompt"), updated_at=bindparam("now"))
+    .returning(_RUNS.c.cancel_requested)
+)
 
 
 def record_facts(
     session: Session, run: Run, *, context: dict[str, Any], prompt: dict[str, Any]
-) -> bool:
-    """Store the gathered facts and the prompt, if this worker still holds the claim."""
+) -> bool | None:
+    """Store the gathered facts and the prompt, if this worker still holds the claim.
+
+    Returns None if the claim was lost, else whether a cancel was requested meanwhile (read
+    in the same statement).
+    """
     now = clock.now()
-    result = session.execute(
-        update(Run)
-        .where(Run.id == run.id, Run.status == S.running.value, Run.claim_token == run.claim_token)
-        .values(context=context, prompt=prompt, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if not result.rowcount:  # type: ignore[attr-defined]
-        return False
+    cancel = session.scalars(
+        _RECORD_FACTS,
+        {
+            "run_id": run.id,
+            "token": run.claim_token,
+            "context": context,
+            "prompt": prompt,
+            "now": now,
+        },
+    ).first()
+    if cancel is None:
+        return None
     for key, value in (("context", context), ("prompt", prompt), ("updated_at", now)):
         set_committed_value(run, key, value)
-    return True
+    return bool(cancel)
