@@ -13,7 +13,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, case, func, select
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import Session
 
 from runhq import clock
 from runhq.costs.models import GLOBAL_SCOPE, Budget
@@ -52,15 +52,13 @@ def month_bounds(month: str | None, tz: str) -> tuple[str, datetime, datetime]:
 
 
 def _lines(
-    session: Session,
-    workspace_id: uuid.UUID,
-    start: datetime,
-    end: datetime,
-    column: InstrumentedAttribute[str],
-) -> list[CostLine]:
+    session: Session, workspace_id: uuid.UUID, start: datetime, end: datetime
+) -> tuple[list[CostLine], list[CostLine]]:
+    """The month's cost lines by run type and by agent, from one grouped scan."""
     rows = session.execute(
         select(
-            column,
+            Run.run_type,
+            Run.agent,
             func.count(Run.id),
             func.sum(func.coalesce(Run.actual_cost, 0.0)),
             func.sum(Run.estimated_cost),
@@ -71,22 +69,32 @@ def _lines(
             Run.created_at < end,
             Run.status.not_in(_NEVER_RAN),
         )
-        .group_by(column)
-        .order_by(func.sum(func.coalesce(Run.actual_cost, 0.0)).desc(), column)
+        .group_by(Run.run_type, Run.agent)
     ).all()
-    lines = []
-    for key, runs, total, estimated in rows:
-        total_f = _num(total)
-        lines.append(
-            CostLine(
-                key=str(key),
-                runs=int(runs),
-                total_cost=total_f,
-                average_cost=_num(total_f / runs if runs else 0.0),
-                estimated_total=_num(estimated),
-            )
+    by_type: dict[str, list[float]] = {}
+    by_agent: dict[str, list[float]] = {}
+    for run_type, agent, runs, total, estimated in rows:
+        for totals, key in ((by_type, str(run_type)), (by_agent, str(agent))):
+            acc = totals.setdefault(key, [0, 0.0, 0.0])
+            acc[0] += int(runs)
+            acc[1] += _num(total)
+            acc[2] += _num(estimated)
+    return _cost_lines(by_type), _cost_lines(by_agent)
+
+
+def _cost_lines(totals: dict[str, list[float]]) -> list[CostLine]:
+    """Most expensive first, then by name."""
+    lines = [
+        CostLine(
+            key=key,
+            runs=int(runs),
+            total_cost=_num(total),
+            average_cost=_num(total / runs if runs else 0.0),
+            estimated_total=_num(estimated),
         )
-    return lines
+        for key, (runs, total, estimated) in totals.items()
+    ]
+    return sorted(lines, key=lambda line: (-line.total_cost, line.key))
 
 
 def _spend(
@@ -195,8 +203,7 @@ def get_cost_report(
     session: Session, workspace_id: uuid.UUID, *, tz: str, month: str | None = None
 ) -> CostReport:
     label, start, end = month_bounds(month, tz)
-    by_type = _lines(session, workspace_id, start, end, Run.run_type)
-    by_agent = _lines(session, workspace_id, start, end, Run.agent)
+    by_type, by_agent = _lines(session, workspace_id, start, end)
     return CostReport(
         month=label,
         total_cost=_num(sum(line.total_cost for line in by_type)),

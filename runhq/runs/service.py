@@ -178,7 +178,10 @@ def _insert_run(session: Session, values: dict[str, Any]) -> Run | None:
         if name in values:
             params[name] = values[name]
         elif isinstance(default, CallableColumnDefault):
-            params[name] = default.arg(None)
+            # SQLAlchemy wraps zero-argument defaults (dict, clock.now, new_id) to take an
+            # execution context they ignore.
+            make: Callable[[Any], Any] = default.arg
+            params[name] = make(None)
         elif isinstance(default, ScalarElementColumnDefault):
             params[name] = default.arg
         else:
