@@ -165,6 +165,26 @@ class Settings(BaseSettings):
         30, ge=1, description="Structured logs older than this are purged (seed 001: 30 days)."
     )
     jwt_ttl_minutes: int = Field(60, ge=1, le=7 * 24 * 60, description="Lifetime of a JWT.")
+    session_ttl_minutes: int = Field(
+        720,
+        ge=5,
+        le=7 * 24 * 60,
+        description="Lifetime of a dashboard login (the session cookie); then log in again.",
+    )
+    dashboard_kpi_timeout_seconds: float = Field(
+        4.0,
+        gt=0,
+        le=60,
+        description="Longest wait for Stripe while rendering the Briefing Room's MRR card "
+        "(one attempt); a slower answer shows 'Service unavailable'.",
+    )
+    dashboard_kpi_cache_seconds: int = Field(
+        300,
+        ge=0,
+        le=86400,
+        description="How long the Briefing Room reuses the MRR read from Stripe "
+        "(a failure is retried after at most 60 s; 0: read on every page).",
+    )
     stripe_api_key: SecretStr | None = Field(None, description="Stripe secret key (MRR facts).")
     stripe_base_url: str = Field("https://api.stripe.com", description="Stripe API base URL.")
     github_token: SecretStr | None = Field(None, description="GitHub token (repository facts).")

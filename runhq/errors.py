@@ -103,3 +103,10 @@ class PermissionDenied(RunhqError):
 class AlreadyExists(RunhqError):
     code = "already_exists"
     status = 409
+
+
+class CsrfRejected(RunhqError):
+    """A browser form or HTMX request without the anti-forgery token of its session."""
+
+    code = "csrf_rejected"
+    status = 403

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from runhq.config import Settings
 from runhq.context.connectors.base import ConnectorUnavailable
 from runhq.context.connectors.github import fetch_github_facts
 from runhq.context.connectors.stripe import fetch_stripe_facts
@@ -287,16 +288,32 @@ def _http(req: ContextRequest) -> httpx.Client:
     )
 
 
+STRIPE_NOT_CONFIGURED = "Stripe is not configured (RUNHQ_STRIPE_API_KEY)"
+
+
+def get_stripe_facts(
+    settings: Settings, *, attempts: int = 3, timeout_seconds: float | None = None
+) -> dict[str, Any]:
+    """MRR per currency and subscription counts, read live from Stripe (the run's ``stripe``
+    fact and the Briefing Room's MRR card). Raises ``ConnectorUnavailable`` with the reason
+    when Stripe is not configured, unreachable or refuses."""
+    key = settings.stripe_api_key
+    if key is None:
+        raise ConnectorUnavailable(STRIPE_NOT_CONFIGURED)
+    timeout = timeout_seconds or settings.connector_timeout_seconds
+    with httpx.Client(timeout=timeout, headers={"User-Agent": "runhq"}) as client:
+        return fetch_stripe_facts(
+            client,
+            api_key=key.get_secret_value(),
+            base_url=settings.stripe_base_url,
+            attempts=attempts,
+        )
+
+
 def _stripe(req: ContextRequest) -> Fact:
     title = "Revenue (Stripe)"
-    key = req.settings.stripe_api_key
-    if key is None:
-        return _unavailable("stripe", title, "Stripe is not configured (RUNHQ_STRIPE_API_KEY)")
     try:
-        with _http(req) as client:
-            data = fetch_stripe_facts(
-                client, api_key=key.get_secret_value(), base_url=req.settings.stripe_base_url
-            )
+        data = get_stripe_facts(req.settings)
     except ConnectorUnavailable as exc:
         return _unavailable("stripe", title, exc.reason)
     mrr = ", ".join(f"{v:,.2f} {c.upper()}" for c, v in sorted(data.get("mrr", {}).items()))

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
 from runhq import __version__
@@ -17,6 +18,9 @@ from runhq.actions.routes import router as contacts_router
 from runhq.auth.routes import router as auth_router
 from runhq.config import get_settings
 from runhq.costs.routes import router as costs_router
+from runhq.dashboard.errors import render_error as render_error_page
+from runhq.dashboard.pages import STATIC_DIR
+from runhq.dashboard.routes import router as dashboard_router
 from runhq.logs.routes import router as logs_router
 from runhq.platforms.routes import router as platforms_router
 from runhq.registry.routes import router as run_types_router
@@ -64,7 +68,7 @@ def create_app(runtime: Runtime | None = None, *, background: bool = True) -> Fa
         debug=False,
     )
     app.state.runtime = runtime
-    install_error_handlers(app)
+    install_error_handlers(app, pages=render_error_page)
 
     api = APIRouter(prefix="/api/v1")
     for router in (
@@ -80,6 +84,9 @@ def create_app(runtime: Runtime | None = None, *, background: bool = True) -> Fa
         api.include_router(router)
     app.include_router(api)
     app.include_router(unsubscribe_router)
+    # The dashboard: HTML pages at / (outside the OpenAPI schema) and their static files.
+    app.include_router(dashboard_router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/health/live", tags=["health"], summary="The process is up")
     def live() -> dict[str, str]:

@@ -1,0 +1,1 @@
+"""The HQ dashboard: server-rendered pages (Jinja2 + HTMX), French by default and English."""

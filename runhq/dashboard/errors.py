@@ -1,0 +1,92 @@
+"""Errors on dashboard pages: a page for browsers, a toast for HTMX, a redirect to log in.
+
+Installed as the ``pages`` renderer of ``runhq.web.errors.install_error_handlers``: the API
+keeps its JSON errors. Error pages read nothing from the database (they must render when it
+is the thing that failed), so they show no sidebar.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote
+
+from fastapi import Request
+from fastapi.responses import RedirectResponse, Response
+
+from runhq.dashboard.i18n import Translator, get_lang
+from runhq.dashboard.pages import SECURITY_HEADERS, html_response, render_template
+from runhq.dashboard.session import is_htmx, local_path_of
+from runhq.web.errors import ErrorInfo
+
+TOAST_EVENT = "runhq:toast"
+#: Errors whose own message is not for people: the page says something fitting instead.
+_GENERIC_MESSAGES = frozenset(
+    {"not_found", "method_not_allowed", "internal_error", "csrf_rejected", "http_error"}
+)
+
+
+def login_url(next_path: str | None) -> str:
+    return "/login" if not next_path or next_path == "/" else f"/login?next={quote(next_path)}"
+
+
+def _return_to(request: Request) -> str | None:
+    """Where to come back after logging in."""
+    if is_htmx(request):
+        return local_path_of(request, request.headers.get("HX-Current-URL"))
+    if request.method in ("GET", "HEAD"):
+        return request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return local_path_of(request, request.headers.get("referer"))
+
+
+def _timezone(request: Request) -> str:
+    runtime = getattr(request.app.state, "runtime", None)
+    return runtime.settings.timezone if runtime is not None else "Europe/Paris"
+
+
+def describe(tr: Translator, info: ErrorInfo) -> tuple[str, str]:
+    """(title, message) of an error, in the visitor's language."""
+    key = f"errors.{info.code}" if tr.has(f"errors.{info.code}.title") else "errors.generic"
+    title = tr.t(f"{key}.title")
+    if info.status >= 500:
+        message = tr.t("errors.internal_error.message", reference=info.reference or "—")
+    elif info.code in _GENERIC_MESSAGES and tr.has(f"{key}.message"):
+        message = tr.t(f"{key}.message")
+    else:
+        message = info.message  # an expected error says what to fix
+    return title, message
+
+
+def render_error(request: Request, info: ErrorInfo) -> Response:
+    if info.code == "not_authenticated":
+        target = login_url(_return_to(request))
+        if is_htmx(request):
+            return Response(status_code=401, headers={"HX-Redirect": target})
+        return RedirectResponse(target, 303, headers=SECURITY_HEADERS)
+    tr = Translator(get_lang(request), _timezone(request))
+    title, message = describe(tr, info)
+    headers = {k: v for k, v in (info.headers or {}).items() if k.lower() == "allow"}
+    if is_htmx(request):
+        # app.js shows the toast; the status stays what it is. JSON escapes non-ASCII, so the
+        # header stays ASCII whatever the language.
+        toast = {"level": "error", "title": title, "message": message}
+        headers["HX-Trigger"] = json.dumps({TOAST_EVENT: toast})
+        return Response(status_code=info.status, headers={**SECURITY_HEADERS, **headers})
+    body = render_template(
+        "error.html",
+        {
+            "lang": tr.lang,
+            "t": tr.t,
+            "tn": tr.tn,
+            "fmt": tr,
+            "actor": None,
+            "csrf_token": None,
+            "badges": {},
+            "current_path": request.url.path,
+            "request_path": request.url.path,
+            "status": info.status,
+            "title": title,
+            "message": message,
+            "reference": info.reference,
+        },
+    )
+    return html_response(None, body, status=info.status, headers=headers)

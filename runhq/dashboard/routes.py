@@ -1,0 +1,134 @@
+"""The dashboard's pages (HTML, outside the OpenAPI schema): login, logout, language, and the
+Briefing Room. Thin like the API routes: read the request, call services, render."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from runhq import clock
+from runhq.auth import service as auth
+from runhq.dashboard import briefing
+from runhq.dashboard.i18n import LANG_COOKIE, LANGS
+from runhq.dashboard.pages import SECURITY_HEADERS, PageDep, render_page
+from runhq.dashboard.session import (
+    BrowserDep,
+    check_csrf,
+    clear_session_cookie,
+    local_path_of,
+    safe_next,
+    set_session_cookie,
+    submitted_csrf_token,
+)
+from runhq.errors import InvalidInput, NotAuthenticated, PermissionDenied
+from runhq.web.deps import RuntimeDep, SessionDep
+
+router = APIRouter(include_in_schema=False)
+
+LANG_COOKIE_MAX_AGE = 365 * 24 * 3600
+
+
+def _redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, 303, headers=SECURITY_HEADERS)
+
+
+def _after_login(next_path: str | None) -> str:
+    """Where a login leads: ``next`` if it is a page of this site (not the login itself)."""
+    target = safe_next(next_path)
+    return "/" if urlsplit(target).path in ("/login", "/logout") else target
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(
+    request: Request, browser: BrowserDep, runtime: RuntimeDep, next: str | None = None
+) -> Response:
+    target = _after_login(next)
+    if browser.actor is not None:
+        return _redirect(target)
+    return render_page(
+        request, browser, runtime, "login.html", {"next": target, "email": "", "error": None}
+    )
+
+
+@router.post("/login", response_class=HTMLResponse, dependencies=[Depends(check_csrf)])
+def login(
+    request: Request,
+    browser: BrowserDep,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    email: Annotated[str, Form(max_length=320)] = "",
+    password: Annotated[str, Form(max_length=1000)] = "",
+    next: Annotated[str | None, Form()] = None,
+) -> Response:
+    target = _after_login(next)
+    error = None
+    if not email.strip() or not password:
+        error = "login.missing"
+    else:
+        try:
+            actor = auth.authenticate(session, email=email, password=password)
+        except NotAuthenticated:
+            error = "login.failed"
+        except PermissionDenied:
+            error = "login.no_workspace"
+    if error is not None:
+        # The form again, with what went wrong (200: a form to correct, like any other).
+        context = {"next": target, "email": email.strip(), "error": error}
+        return render_page(request, browser, runtime, "login.html", context)
+    settings = runtime.settings
+    token = auth.issue_token(
+        actor, secret=settings.get_secret_key(), ttl_minutes=settings.session_ttl_minutes
+    )
+    response = _redirect(target)
+    set_session_cookie(
+        response, token, max_age=settings.session_ttl_minutes * 60, secure=browser.secure
+    )
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, browser: BrowserDep) -> Response:
+    # Logged in: a real state change, so the token is required. Already logged out (the
+    # session expired): nothing to protect, the cookie is cleared all the same.
+    if browser.actor is not None:
+        browser.check_csrf(await submitted_csrf_token(request))
+    response = _redirect("/login")
+    clear_session_cookie(response, secure=browser.secure)
+    return response
+
+
+@router.post("/lang", dependencies=[Depends(check_csrf)])
+def set_language(
+    request: Request,
+    browser: BrowserDep,
+    lang: Annotated[str, Form()],
+    next: Annotated[str | None, Form()] = None,
+) -> Response:
+    if lang not in LANGS:
+        raise InvalidInput(
+            f"unknown language {lang!r}; choose one of {', '.join(LANGS)}",
+            details={"field": "lang"},
+        )
+    target = safe_next(next or local_path_of(request, request.headers.get("referer")))
+    response = _redirect(target)
+    response.set_cookie(
+        LANG_COOKIE,
+        lang,
+        max_age=LANG_COOKIE_MAX_AGE,
+        httponly=True,
+        samesite="lax",
+        secure=browser.secure,
+        path="/",
+    )
+    return response
+
+
+@router.get("/", response_class=HTMLResponse)
+def briefing_room(page: PageDep) -> HTMLResponse:
+    # Stripe first: no database transaction is open while it answers.
+    mrr = briefing.read_mrr(page.runtime.settings)
+    cards = briefing.render_cards(page, mrr)
+    return page.render("briefing.html", {"cards": cards, "now": clock.now()})

@@ -1,0 +1,121 @@
+"""Errors on pages are pages (or HTMX toasts); the API keeps its JSON errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from runhq.auth.models import Role
+from runhq.dashboard.pages import CONTENT_SECURITY_POLICY
+from runhq.runtime import Runtime
+from runhq.web.app import create_app
+from tests.conftest import Team
+from tests.dashboard.conftest import csrf_of, log_in
+
+
+@pytest.fixture
+def failing_client(runtime: Runtime) -> Iterator[TestClient]:
+    """The app with two routes that fail unexpectedly: a page and an API one."""
+    app = create_app(runtime, background=False)
+
+    @app.get("/boom", include_in_schema=False)
+    def boom() -> None:
+        raise RuntimeError("secret detail: postgres://user:pw@db")
+
+    @app.get("/api/v1/boom", include_in_schema=False)
+    def api_boom() -> None:
+        raise RuntimeError("secret detail")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+
+
+def test_unknown_page_is_an_html_404(client: TestClient) -> None:
+    r = client.get("/no-such-page")
+    assert r.status_code == 404
+    assert r.headers["content-type"].startswith("text/html")
+    assert '<html lang="fr">' in r.text
+    assert "Page introuvable" in r.text
+    assert r.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+    assert r.headers["X-Frame-Options"] == "DENY"
+    client.cookies.set("runhq_lang", "en")
+    r = client.get("/no-such-page")
+    assert '<html lang="en">' in r.text
+    assert "Page not found" in r.text
+
+
+def test_the_api_keeps_json_errors(client: TestClient) -> None:
+    r = client.get("/api/v1/no-such-thing")
+    assert r.status_code == 404
+    assert r.json() == {"error": {"code": "not_found", "message": "Not Found"}}
+    r = client.get("/api/v1/runs")
+    assert r.status_code == 401
+    assert r.json()["error"]["code"] == "not_authenticated"
+    assert r.headers["WWW-Authenticate"] == "Bearer"
+    r = client.post("/api/v1/auth/token", data={})
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "validation_error"
+    assert client.get("/health/nope").headers["content-type"] == "application/json"
+
+
+def test_unexpected_errors_show_a_reference_and_nothing_else(
+    failing_client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    r = failing_client.get("/boom")
+    assert r.status_code == 500
+    assert "Erreur interne" in r.text
+    assert "secret detail" not in r.text
+    assert "Traceback" not in r.text
+    reference = next(
+        record.getMessage().split("ref=")[1].split()[0]
+        for record in caplog.records
+        if "unhandled error" in record.getMessage()
+    )
+    assert reference in r.text  # the one in the server log
+    htmx = failing_client.get("/boom", headers={"HX-Request": "true"})
+    assert htmx.status_code == 500
+    assert htmx.text == ""
+    toast = json.loads(htmx.headers["HX-Trigger"])["runhq:toast"]
+    assert toast["level"] == "error"
+    assert toast["title"] == "Erreur interne"
+    assert "secret" not in htmx.headers["HX-Trigger"]
+    api = failing_client.get("/api/v1/boom")
+    assert api.status_code == 500
+    assert api.json()["error"]["code"] == "internal_error"
+
+
+def test_expected_errors_keep_their_status_and_message(client: TestClient, team: Team) -> None:
+    log_in(client, team.emails[Role.owner])
+    token = csrf_of(client.get("/").text)
+    r = client.post("/lang", data={"lang": "de", "csrf_token": token})
+    assert r.status_code == 422
+    assert "Saisie invalide" in r.text
+    assert "unknown language &#39;de&#39;" in r.text  # the service's message, escaped
+    r = client.get("/logout")
+    assert r.status_code == 405
+    assert "Action non prise en charge" in r.text
+    assert r.headers["allow"] == "POST"
+
+
+def test_pages_send_security_headers(client: TestClient, team: Team) -> None:
+    log_in(client, team.emails[Role.viewer])
+    r = client.get("/")
+    for header in ("Content-Security-Policy", "X-Content-Type-Options", "Referrer-Policy"):
+        assert header in r.headers
+    assert r.headers["Cache-Control"] == "no-store"
+    assert "/openapi.json" not in r.text
+    paths = client.get("/openapi.json").json()["paths"]
+    assert not {"/", "/login", "/logout", "/lang"} & set(paths)
+
+
+def test_static_files_are_served(client: TestClient) -> None:
+    page = client.get("/login").text
+    for name in ("app.css", "app.js", "vendor/htmx.min.js", "favicon.svg"):
+        assert f"/static/{name}?v=" in page
+        r = client.get(f"/static/{name}")
+        assert r.status_code == 200, name
+    assert client.get("/static/vendor/htmx.LICENSE.txt").status_code == 200
+    assert client.get("/static/../config.py").status_code == 404
