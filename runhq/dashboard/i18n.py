@@ -1,7 +1,8 @@
 """The dashboard's one translation layer: the catalogs, the visitor's language, and the
 formatting of numbers, money, percentages and dates in that language.
 
-Catalogs are ``locales/fr.toml`` and ``locales/en.toml``: nested TOML tables flattened to
+Catalogs are ``locales/fr.toml`` and ``locales/en.toml`` (shared texts) plus one file per page
+in ``locales/fr/`` and ``locales/en/``: nested TOML tables flattened to
 dotted keys (``[nav] briefing = "…"`` is ``nav.briefing``), values with ``{name}``
 placeholders. Both files must have exactly the same keys (a test checks it, and that every
 key a template uses exists). French is the default; the ``runhq_lang`` cookie chooses English.
@@ -54,17 +55,27 @@ def _flatten(table: dict[str, Any], path: Path, prefix: str = "") -> dict[str, s
     return flat
 
 
-@lru_cache(maxsize=len(LANGS))
-def get_catalog(lang: str) -> dict[str, str]:
-    """The flattened catalog of ``lang`` (read once per process)."""
-    if lang not in LANGS:
-        raise CatalogError(f"no catalog for language {lang!r} (known: {', '.join(LANGS)})")
-    path = LOCALES_DIR / f"{lang}.toml"
+def _read(path: Path) -> dict[str, str]:
     try:
         with path.open("rb") as fh:
             return _flatten(tomllib.load(fh), path)
     except tomllib.TOMLDecodeError as exc:
         raise CatalogError(f"{path}: not valid TOML: {exc}") from None
+
+
+@lru_cache(maxsize=len(LANGS))
+def get_catalog(lang: str) -> dict[str, str]:
+    """The flattened catalog of ``lang`` (read once per process): ``locales/<lang>.toml``
+    (shared texts) and one file per page in ``locales/<lang>/``; a key is defined once."""
+    if lang not in LANGS:
+        raise CatalogError(f"no catalog for language {lang!r} (known: {', '.join(LANGS)})")
+    catalog: dict[str, str] = {}
+    for path in [LOCALES_DIR / f"{lang}.toml", *sorted((LOCALES_DIR / lang).glob("*.toml"))]:
+        for key, value in _read(path).items():
+            if key in catalog:
+                raise CatalogError(f"{path}: {key}: already defined in another file")
+            catalog[key] = value
+    return catalog
 
 
 def get_lang(request: Request) -> str:

@@ -132,3 +132,26 @@ def briefing_room(page: PageDep) -> HTMLResponse:
     mrr = briefing.read_mrr(page.runtime.settings)
     cards = briefing.render_cards(page, mrr)
     return page.render("briefing.html", {"cards": cards, "now": clock.now()})
+
+
+# Each page lives in its own module with its own router (see CONTRIBUTING.md).
+from runhq.dashboard import (  # noqa: E402 - the pages import helpers defined above
+    approvals_page,
+    autopilot_page,
+    costs_page,
+    logs_page,
+    registry_page,
+    runs_page,
+    trust_page,
+)
+
+for _page in (
+    runs_page,
+    approvals_page,
+    costs_page,
+    logs_page,
+    autopilot_page,
+    registry_page,
+    trust_page,
+):
+    router.include_router(_page.router)
