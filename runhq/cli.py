@@ -176,7 +176,7 @@ def init(
 ) -> None:
     """Create (or upgrade) the database, the workspace and its owner. Safe to re-run."""
     from runhq.db.migrate import upgrade
-    from runhq.demo import seed_demo
+    from runhq.demo import seed_demo, seed_demo_setup
 
     runtime = _runtime()
     upgrade(runtime.db)
@@ -192,7 +192,7 @@ def init(
             except NotFound:
                 pass
             ws = auth.create_workspace(session, name=workspace)
-            auth.create_user(
+            owner_user = auth.create_user(
                 session,
                 email=owner_email,
                 password=owner_password,
@@ -209,6 +209,10 @@ def init(
         added = 0
         if demo and created:
             added = seed_demo(session, ws_id, rt.registry)
+            owner_actor = Actor(user_id=owner_user.id, workspace_id=ws_id, role=Role.owner)
+            seed_demo_setup(
+                session, owner_actor, rt.registry, base_url=rt.settings.public_base_url
+            )
     db = rt.settings.resolved_database_url.split("@")[-1]
     out.print(f"[green]✓[/] database ready ({db})")
     if created:
@@ -219,7 +223,8 @@ def init(
     else:
         out.print(f"owner {owner_email} already exists; nothing changed")
     out.print(
-        "Start the server: [bold]runhq serve[/]  ·  API docs: http://127.0.0.1:8000/docs\n"
+        f"Start the server: [bold]runhq serve[/]  ·  dashboard: {rt.settings.public_base_url}/"
+        f"  ·  API docs: {rt.settings.public_base_url}/docs\n"
         f"Log in: POST /api/v1/auth/token with username={owner_email}"
     )
 

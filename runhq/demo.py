@@ -13,10 +13,13 @@ from datetime import timedelta
 from sqlalchemy.orm import Session
 
 from runhq import clock
+from runhq.auth.schemas import Actor
 from runhq.costs import service as costs
+from runhq.platforms import service as platforms
 from runhq.registry.service import Registry
 from runhq.runs import service as runs
 from runhq.runs.models import RunStatus
+from runhq.scheduler import service as scheduler
 
 DEMO_PLATFORMS = ("app", "website", "api")
 _ERRORS = (
@@ -72,3 +75,40 @@ def seed_demo(
             count += 1
     costs.set_budget(session, workspace_id, scope="global", monthly_limit_eur=50.0)
     return count
+
+
+# What the demo schedules: the daily brief, a platform review every 6 h, a weekly RLS audit.
+DEMO_SCHEDULES = (
+    ("daily-brief", "DAILY_EXECUTIVE_BRIEF", "30 7 * * *"),
+    ("platform-review", "PLATFORM_STATUS_REVIEW", "0 */6 * * *"),
+    ("weekly-rls-audit", "SECURITY_AUDIT_RLS", "0 6 * * 1"),
+)
+
+
+def seed_demo_setup(
+    session: Session, owner: Actor, registry: Registry, *, base_url: str, checks: int = 12
+) -> None:
+    """Watched platforms and schedules for the demo workspace.
+
+    The platforms watch this runhq server itself (its health endpoints at ``base_url``), so
+    the uptime shown is real; the first checks are recorded now so the Briefing Room has an
+    uptime before the scheduler's first round.
+    """
+    base = base_url.rstrip("/")
+    for key, name, path in (
+        ("app", "runhq (demo: this server)", "/health/live"),
+        ("api", "runhq API (demo: this server)", "/health/ready"),
+    ):
+        platform = platforms.create_platform(
+            session, owner, key=key, name=name, health_urls=[f"{base}{path}"]
+        )
+        for _ in range(checks):
+            platforms.record_check(
+                session,
+                platform,
+                [(platform.health_urls[0], {"ok": True, "status_code": 200, "latency_ms": 8})],
+            )
+    for job_key, run_type, cron in DEMO_SCHEDULES:
+        scheduler.create_schedule(
+            session, owner, registry, job_key=job_key, run_type=run_type, cron=cron
+        )

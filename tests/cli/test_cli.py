@@ -11,6 +11,7 @@ import pytest
 
 from runhq import cli
 from runhq.config import get_settings
+from runhq.demo import DEMO_SCHEDULES
 
 Cli = Callable[..., tuple[int, str, str]]
 OWNER = "owner@example.com"
@@ -51,6 +52,19 @@ def initialised(runhq: Cli) -> Cli:
     assert code == 0, err
     assert "owner owner@example.com created" in out
     return runhq
+
+
+def test_init_demo_watches_this_server_and_schedules_the_routine(initialised: Cli) -> None:
+    code, out, err = initialised("platforms", "--json")
+    assert code == 0, err
+    watched = {p["key"]: p for p in json.loads(out)}
+    assert set(watched) == {"app", "api"}
+    assert watched["app"]["health_urls"] == ["http://127.0.0.1:8000/health/live"]
+    code, out, err = initialised("schedules", "--json")
+    assert code == 0, err
+    assert {s["job_key"]: s["run_type"] for s in json.loads(out)} == {
+        job_key: run_type for job_key, run_type, _ in DEMO_SCHEDULES
+    }
 
 
 def test_commands_before_init_say_to_run_init(runhq: Cli) -> None:
@@ -244,12 +258,13 @@ def test_schedules_verbs(initialised: Cli) -> None:
     added = json.loads(out)
     assert len(added["next_firings"]) == 5
     code, out, _ = initialised("schedules", "--json")
-    assert [s["job_key"] for s in json.loads(out)] == ["brief"]
+    demo = {job_key for job_key, _, _ in DEMO_SCHEDULES}
+    assert sorted(s["job_key"] for s in json.loads(out)) == sorted({"brief"} | demo)
     code, out, _ = initialised("schedules")
     assert "brief" in out
     assert initialised("schedules", "disable", "brief")[0] == 0
     code, out, _ = initialised("schedules", "--json")
-    assert json.loads(out)[0]["enabled"] is False
+    assert {s["job_key"]: s["enabled"] for s in json.loads(out)}["brief"] is False
     assert initialised("schedules", "enable", "brief")[0] == 0
     assert initialised("schedules", "remove", "brief")[0] == 0
     code, _, err = initialised("schedules", "remove", "brief")
@@ -273,7 +288,7 @@ def test_schedules_bad_inputs(initialised: Cli) -> None:
     assert code == 1
     assert "unknown run type" in err
     code, out, _ = initialised("schedules", "--json")
-    assert json.loads(out) == []
+    assert "x" not in {s["job_key"] for s in json.loads(out)}  # nothing written
 
 
 def test_autopilot_verbs(initialised: Cli) -> None:
@@ -311,13 +326,14 @@ def test_platforms_verbs(initialised: Cli) -> None:
 
     with FakeHealth() as health:
         code, _, err = initialised(
-            "platforms", "add", "app", "--name", "App", "--health-url", health.url
+            "platforms", "add", "shop", "--name", "Shop", "--health-url", health.url
         )
         assert code == 0, err
-        code, out, _ = initialised("platforms", "check", "app", "--json")
+        code, out, _ = initialised("platforms", "check", "shop", "--json")
         assert json.loads(out)["status"] == "up"
     code, out, _ = initialised("platforms", "--json")
-    assert json.loads(out)[0]["uptime"][0]["checks"] == 1
+    shop = {p["key"]: p for p in json.loads(out)}["shop"]
+    assert shop["uptime"][0]["checks"] == 1
     code, out, _ = initialised("platforms")
     assert "100.00%" in out
     code, _, err = initialised("platforms", "add", "x", "--name", "X", "--health-url", "nope")
@@ -325,7 +341,7 @@ def test_platforms_verbs(initialised: Cli) -> None:
     assert "health_urls" in err
     code, _, err = initialised("platforms", "check", "ghost")
     assert code == 1
-    assert initialised("platforms", "remove", "app")[0] == 0
+    assert initialised("platforms", "remove", "shop")[0] == 0
 
 
 def test_action_run_plans_then_waits_for_the_owner(initialised: Cli) -> None:

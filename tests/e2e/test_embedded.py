@@ -97,7 +97,7 @@ def test_daily_brief_completes_offline_from_demo_data(server: str, env: dict[str
 
 
 def test_deploy_plans_then_waits_for_an_owner(server: str, env: dict[str, str]) -> None:
-    planned = _cli(env, "run", "DEPLOY_TO_PRODUCTION", "--platform", "app", "--wait", "--json")
+    planned = _cli(env, "run", "DEPLOY_TO_PRODUCTION", "--platform", "shop", "--wait", "--json")
     assert planned.returncode == 0, planned.stderr
     run = json.loads(planned.stdout)
     assert (run["status"], run["phase"]) == ("pending_approval", "review")
@@ -119,8 +119,8 @@ def test_deploy_plans_then_waits_for_an_owner(server: str, env: dict[str, str]) 
         if got["status"] in ("completed", "failed"):
             break
         time.sleep(0.1)
-    # No platform 'app' is registered on this fresh install: the act phase refuses, says
-    # why, and nothing was sent anywhere.
+    # No platform 'shop' is registered (the demo watches 'app' and 'api'): the act phase
+    # refuses, says why, and nothing was sent anywhere.
     assert got["status"] == "failed"
     assert "refused to act" in got["error"]
     assert "not registered" in got["error"]
