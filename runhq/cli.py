@@ -210,9 +210,7 @@ def init(
         if demo and created:
             added = seed_demo(session, ws_id, rt.registry)
             owner_actor = Actor(user_id=owner_user.id, workspace_id=ws_id, role=Role.owner)
-            seed_demo_setup(
-                session, owner_actor, rt.registry, base_url=rt.settings.public_base_url
-            )
+            seed_demo_setup(session, owner_actor, rt.registry, base_url=rt.settings.public_base_url)
     db = rt.settings.resolved_database_url.split("@")[-1]
     out.print(f"[green]✓[/] database ready ({db})")
     if created:
