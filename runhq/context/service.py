@@ -21,6 +21,7 @@ from runhq.context.connectors.stripe import fetch_stripe_facts
 from runhq.context.connectors.web_search import fetch_web_search_facts
 from runhq.context.schemas import ContextRequest, Fact
 from runhq.costs import service as costs
+from runhq.db.session import is_reader
 from runhq.logs import service as logs
 from runhq.platforms import service as platforms
 from runhq.runs import service as runs
@@ -412,9 +413,13 @@ def gather_context(req: ContextRequest, names: list[str]) -> dict[str, Any]:
     for name in names:
         provider = PROVIDERS[name]
         try:
-            # A savepoint: a failed query (PostgreSQL aborts the transaction) stays contained.
-            with req.session.begin_nested():
+            if is_reader(req.session):  # each query commits alone: a failure stays contained
                 fact = provider(req)
+            else:
+                # A savepoint: a failed query (PostgreSQL aborts the transaction) stays
+                # contained.
+                with req.session.begin_nested():
+                    fact = provider(req)
         except Exception as exc:  # one broken source must not sink the run
             logger.exception("context provider %s failed", name)
             fact = _unavailable(

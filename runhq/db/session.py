@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 logger = logging.getLogger(__name__)
 
 _AFTER_COMMIT = "runhq_after_commit"
+_READS_ONLY = "runhq_reads_only"
 
 
 def build_engine(url: str, **kwargs: Any) -> Engine:
@@ -42,6 +43,8 @@ def build_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin_immediate(conn: Any) -> None:
+            if conn.get_execution_options().get(_READS_ONLY):
+                return  # autocommit reads (see make_reader_factory): no transaction, no lock
             # Take the write lock at BEGIN: avoids deadlocking upgrades of read locks
             # between concurrent writers (pysqlite's deferred BEGIN does not).
             conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -55,6 +58,25 @@ def build_engine(url: str, **kwargs: Any) -> Engine:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
+
+
+def make_reader_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions whose statements each commit on their own: for reads that must not hold a
+    transaction open (SQLite's write lock, PostgreSQL's snapshot) and where one failed query
+    must not abort the next, without a SAVEPOINT round trip around each. Never for writes
+    that belong together."""
+    if engine.dialect.name == "sqlite":
+        # pysqlite runs with isolation_level=None (autocommit) until runhq emits BEGIN;
+        # the begin hook above skips it for these connections.
+        reader = engine.execution_options(**{_READS_ONLY: True})
+    else:
+        reader = engine.execution_options(isolation_level="AUTOCOMMIT", **{_READS_ONLY: True})
+    return sessionmaker(bind=reader, expire_on_commit=False, autoflush=False)
+
+
+def is_reader(session: Session) -> bool:
+    """Whether ``session`` comes from ``make_reader_factory`` (each statement commits)."""
+    return bool(session.get_bind().get_execution_options().get(_READS_ONLY))
 
 
 @lru_cache(maxsize=8)

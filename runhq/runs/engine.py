@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from sqlalchemy import Engine as DbEngine
 from sqlalchemy.orm import Session, sessionmaker
 
 from runhq import clock
@@ -23,7 +24,7 @@ from runhq.actions import service as actions
 from runhq.config import Settings
 from runhq.context.schemas import ContextRequest
 from runhq.context.service import gather_context
-from runhq.db.session import transaction
+from runhq.db.session import make_reader_factory, transaction
 from runhq.llm.gateway import (
     Completion,
     Gateway,
@@ -94,6 +95,10 @@ class Engine:
         gateway: Gateway | None = None,
     ) -> None:
         self.sessions = session_factory
+        bind = session_factory.kw.get("bind")
+        # Bound to one connection (tests run each in a transaction they roll back): read
+        # through it too, so the facts see what the test wrote.
+        self.readers = make_reader_factory(bind) if isinstance(bind, DbEngine) else session_factory
         self.settings = settings
         self.registry = registry
         self.gateway = gateway or Gateway(settings)
@@ -254,18 +259,21 @@ class Engine:
     def _pipeline(
         self, session: Session, run: Run, spec: RunTypeSpec, deadline: float
     ) -> Completion:
-        req = ContextRequest(
-            session=session,
-            settings=self.settings,
-            workspace_id=run.workspace_id,
-            run_id=run.id,
-            run_type=run.run_type,
-            platform_key=run.platform_key,
-            params=run.params,
-            topic=_topic(spec, run.params, run.platform_key),
-            now=clock.now(),
-        )
-        context = gather_context(req, spec.context)
+        # Facts are read outside any transaction: no lock is held (SQLite's write lock
+        # included) while providers query the history or wait on another service.
+        with self.readers() as reader:
+            req = ContextRequest(
+                session=reader,
+                settings=self.settings,
+                workspace_id=run.workspace_id,
+                run_id=run.id,
+                run_type=run.run_type,
+                platform_key=run.platform_key,
+                params=run.params,
+                topic=_topic(spec, run.params, run.platform_key),
+                now=clock.now(),
+            )
+            context = gather_context(req, spec.context)
         persona = self.registry.agents[spec.agent].persona
         messages = build_messages(spec, persona, context)
         prompt = {

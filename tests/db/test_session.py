@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from runhq.db.session import on_commit
+from runhq.auth import service as auth
+from runhq.db.migrate import upgrade
+from runhq.db.session import (
+    build_engine,
+    is_reader,
+    make_reader_factory,
+    make_session_factory,
+    on_commit,
+    transaction,
+)
 from runhq.runs import service as runs
 from runhq.runtime import Runtime
 from tests.conftest import Team
@@ -37,3 +48,33 @@ def test_rolled_back_work_is_never_announced(session: Session) -> None:
     session.rollback()
     session.commit()
     assert called == []
+
+
+def test_a_reader_runs_each_statement_alone_and_holds_no_lock(fresh_database_url: str) -> None:
+    engine = build_engine(fresh_database_url)
+    upgrade(engine)
+    try:
+        readers = make_reader_factory(engine)
+        writers = make_session_factory(engine)
+        with readers() as reader:
+            assert is_reader(reader)
+            with pytest.raises(DBAPIError):
+                reader.execute(text("SELECT * FROM no_such_table"))
+            # No transaction was aborted: the next statement just runs.
+            assert reader.execute(text("SELECT 1")).scalar() == 1
+            # A writer commits while the reader is still open after reading (SQLite: the
+            # reader took no write lock; PostgreSQL: it holds no snapshot).
+            with transaction(writers) as writer:
+                assert not is_reader(writer)
+                auth.create_workspace(writer, name="written-while-reading")
+            names = reader.scalars(text("SELECT name FROM workspaces")).all()
+            assert "written-while-reading" in names
+        # Connections go back to the pool in their normal mode: writes are transactions.
+        with pytest.raises(RuntimeError), transaction(writers) as writer:
+            auth.create_workspace(writer, name="rolled-back")
+            raise RuntimeError
+        with writers() as check:
+            names = check.scalars(text("SELECT name FROM workspaces")).all()
+            assert "rolled-back" not in names
+    finally:
+        engine.dispose()

@@ -256,6 +256,7 @@ def test_cancel_requested_while_gathering_ends_cancelled_before_the_model(
 
     def gather_then_cancel(req: Any, names: list[str]) -> dict[str, Any]:
         runs.cancel_run(req.session, team.owner, req.run_id)
+        req.session.commit()  # as the API, in another request, would have
         return real_gather(req, names)
 
     monkeypatch.setattr(engine_module, "gather_context", gather_then_cancel)
