@@ -69,10 +69,15 @@ def test_a_reader_runs_each_statement_alone_and_holds_no_lock(fresh_database_url
                 auth.create_workspace(writer, name="written-while-reading")
             names = reader.scalars(text("SELECT name FROM workspaces")).all()
             assert "written-while-reading" in names
+
         # Connections go back to the pool in their normal mode: writes are transactions.
-        with pytest.raises(RuntimeError), transaction(writers) as writer:
-            auth.create_workspace(writer, name="rolled-back")
-            raise RuntimeError
+        def write_then_fail() -> None:
+            with transaction(writers) as writer:
+                auth.create_workspace(writer, name="rolled-back")
+                raise RuntimeError
+
+        with pytest.raises(RuntimeError):
+            write_then_fail()
         with writers() as check:
             names = check.scalars(text("SELECT name FROM workspaces")).all()
             assert "rolled-back" not in names
