@@ -6,6 +6,7 @@ import hashlib
 import re
 import secrets
 import uuid
+from collections.abc import Collection
 from datetime import timedelta
 
 import jwt
@@ -88,6 +89,20 @@ def get_user(session: Session, user_id: uuid.UUID) -> User:
     if user is None:
         raise NotFound(f"no user {user_id}")
     return user
+
+
+def list_member_emails(
+    session: Session, workspace_id: uuid.UUID, user_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, str]:
+    """The email of each of ``user_ids`` who is a member of the workspace (one query)."""
+    if not user_ids:
+        return {}
+    rows = session.execute(
+        select(User.id, User.email)
+        .join(Membership, Membership.user_id == User.id)
+        .where(Membership.workspace_id == workspace_id, User.id.in_(set(user_ids)))
+    ).all()
+    return {user_id: email for user_id, email in rows}
 
 
 def get_user_by_email(session: Session, email: str) -> User | None:

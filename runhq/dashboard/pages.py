@@ -112,13 +112,11 @@ def render_template(name: str, context: dict[str, Any]) -> str:
 
 
 def _badge_pending_approvals(session: Session, actor: Actor) -> int:
-    return runs.count_by_status(session, actor.workspace_id).get("pending_approval", 0)
+    return runs.count_pending_approval(session, actor.workspace_id)
 
 
 def _badge_failures_24h(session: Session, actor: Actor) -> int:
-    since = clock.now() - timedelta(hours=24)
-    stats = runs.get_recent_run_stats(session, actor.workspace_id, since=since)
-    return sum(int(s["by_status"].get("failed", 0)) for s in stats)
+    return runs.count_failed_since(session, actor.workspace_id, clock.now() - timedelta(hours=24))
 
 
 #: Sidebar badges: one aggregate query each. A badge that fails is left out, not the page.

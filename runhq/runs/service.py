@@ -563,8 +563,17 @@ def list_runs(
     until: datetime | None = None,
     cursor: str | None = None,
     limit: int = 50,
+    documents: bool = True,
 ) -> tuple[list[Run], str | None]:
+    """One page of the workspace's runs, newest first, and the cursor of the next one.
+
+    ``documents=False`` leaves out the large JSON columns (context, prompt, output, plan,
+    price, action result) for listings that show only the run's own fields; touching one
+    of them then raises instead of loading it row by row.
+    """
     stmt = select(Run).where(Run.workspace_id == actor.workspace_id)
+    if not documents:
+        stmt = stmt.options(*_LISTING)
     if status:
         stmt = stmt.where(Run.status.in_([s.value for s in status]))
     if run_type:
@@ -578,6 +587,50 @@ def list_runs(
     if until:
         stmt = stmt.where(Run.created_at < until)
     return fetch_page(session, stmt, Run.created_at, Run.id, cursor=cursor, limit=limit)
+
+
+def list_runs_by_ids(
+    session: Session, actor: Actor, run_ids: list[uuid.UUID], *, documents: bool = True
+) -> list[Run]:
+    """The runs of the caller's workspace among ``run_ids`` (others are left out), newest
+    first: one query, for pages that refresh the runs they show."""
+    if not run_ids:
+        return []
+    stmt = (
+        select(Run)
+        .where(Run.workspace_id == actor.workspace_id, Run.id.in_(run_ids))
+        .order_by(Run.created_at.desc(), Run.id.desc())
+    )
+    if not documents:
+        stmt = stmt.options(*_LISTING)
+    return list(session.scalars(stmt))
+
+
+def count_pending_approval(session: Session, workspace_id: uuid.UUID) -> int:
+    """Runs waiting for an owner's decision (one indexed count)."""
+    return int(
+        session.scalar(
+            select(func.count(Run.id)).where(
+                Run.workspace_id == workspace_id,
+                Run.status == RunStatus.pending_approval.value,
+            )
+        )
+        or 0
+    )
+
+
+def count_failed_since(session: Session, workspace_id: uuid.UUID, since: datetime) -> int:
+    """Runs created since ``since`` that failed (one indexed count)."""
+    return int(
+        session.scalar(
+            select(func.count(Run.id)).where(
+                Run.workspace_id == workspace_id,
+                Run.status == RunStatus.failed.value,
+                Run.created_at >= since,
+            )
+        )
+        or 0
+    )
 
 
 def list_approvals(session: Session, run: Run) -> list[RunApproval]:
@@ -651,6 +704,21 @@ _SUMMARY = (
     defer(Run.plan),
     defer(Run.price),
     defer(Run.action_result),
+)
+
+
+# The same columns for pages that list runs: a template that reaches for one raises at once
+# (raiseload) instead of issuing a query per row.
+_LISTING = tuple(
+    defer(column, raiseload=True)
+    for column in (
+        Run.context,
+        Run.prompt,
+        Run.output,
+        Run.plan,
+        Run.price,
+        Run.action_result,
+    )
 )
 
 

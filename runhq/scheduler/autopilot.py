@@ -38,6 +38,7 @@ from runhq.registry.service import Registry
 from runhq.runs import service as runs
 from runhq.runs.service import Notifier
 from runhq.scheduler.models import AutopilotSettings, Schedule
+from runhq.scheduler.schemas import Decision
 from runhq.scheduler.service import due_firing, list_schedules, start_scheduled_run
 
 DECISION = "autopilot.decision"
@@ -135,6 +136,27 @@ def list_decisions(
     )
     return fetch_page(
         session, stmt, StructuredLog.created_at, StructuredLog.id, cursor=cursor, limit=limit
+    )
+
+
+def read_decision(row: StructuredLog, *, snapshot: bool = False) -> Decision:
+    """A journal line as a decision (what was proposed, accepted, refused and why);
+    ``snapshot``: with the state it was decided on."""
+    meta = row.meta
+    return Decision(
+        id=row.id,
+        created_at=row.created_at,
+        mode=meta.get("mode", "?"),
+        jobs_to_run=meta.get("jobs_to_run", []),
+        accepted=meta.get("accepted", []),
+        rejected=meta.get("rejected", []),
+        reasoning=meta.get("reasoning", ""),
+        paris_hour=meta.get("paris_hour", 0),
+        next_check_in_minutes=meta.get("next_check_in_minutes", 0),
+        run_ids=meta.get("run_ids", []),
+        awaiting_approval=meta.get("awaiting_approval", []),
+        error=meta.get("error"),
+        snapshot=meta.get("snapshot") if snapshot else None,
     )
 
 

@@ -11,7 +11,6 @@ from runhq.scheduler.models import AutopilotSettings, Schedule
 from runhq.scheduler.schemas import (
     AutopilotIn,
     AutopilotOut,
-    Decision,
     DecisionPage,
     ScheduleIn,
     ScheduleOut,
@@ -130,24 +129,5 @@ def list_decisions(
     rows, next_cursor = autopilot.list_decisions(
         session, actor.workspace_id, cursor=cursor, limit=limit
     )
-    items = []
-    for row in rows:
-        meta = row.meta
-        items.append(
-            Decision(
-                id=row.id,
-                created_at=row.created_at,
-                mode=meta.get("mode", "?"),
-                jobs_to_run=meta.get("jobs_to_run", []),
-                accepted=meta.get("accepted", []),
-                rejected=meta.get("rejected", []),
-                reasoning=meta.get("reasoning", ""),
-                paris_hour=meta.get("paris_hour", 0),
-                next_check_in_minutes=meta.get("next_check_in_minutes", 0),
-                run_ids=meta.get("run_ids", []),
-                awaiting_approval=meta.get("awaiting_approval", []),
-                error=meta.get("error"),
-                snapshot=meta.get("snapshot") if snapshot else None,
-            )
-        )
+    items = [autopilot.read_decision(row, snapshot=snapshot) for row in rows]
     return DecisionPage(items=items, next_cursor=next_cursor)
