@@ -22,6 +22,8 @@ from runhq.errors import BudgetExceeded, InvalidInput
 from runhq.runs.models import ACTIVE_STATUSES, Run, RunStatus
 
 _MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+#: The months a report can be asked for.
+MIN_YEAR, MAX_YEAR = 1970, 9998
 # Runs that never reached a model cost nothing.
 _NEVER_RAN = (RunStatus.rejected.value,)
 
@@ -46,6 +48,12 @@ def month_bounds(month: str | None, tz: str) -> tuple[str, datetime, datetime]:
                 f"month must look like 2026-11, got {month!r}", details={"field": "month"}
             )
         year, mon = int(match.group(1)), int(match.group(2))
+        if not MIN_YEAR <= year <= MAX_YEAR:
+            # Beyond these, datetimes overflow (year 0, year 10000) instead of being a month.
+            raise InvalidInput(
+                f"month must be between {MIN_YEAR}-01 and {MAX_YEAR}-12, got {month!r}",
+                details={"field": "month"},
+            )
     start = datetime(year, mon, 1, tzinfo=zone)
     end = datetime(year + (mon == 12), mon % 12 + 1, 1, tzinfo=zone)
     return f"{year:04d}-{mon:02d}", start, end
@@ -152,14 +160,46 @@ def set_budget(
     return budget
 
 
+def _spend_by_agent(
+    session: Session, workspace_id: uuid.UUID, start: datetime, end: datetime
+) -> dict[str, tuple[float, float]]:
+    """(spent, reserved) this month per agent, from one grouped scan."""
+    active = [s.value for s in ACTIVE_STATUSES]
+    rows = session.execute(
+        select(
+            Run.agent,
+            func.sum(
+                case((Run.status.in_(active), 0.0), else_=func.coalesce(Run.actual_cost, 0.0))
+            ),
+            func.sum(case((Run.status.in_(active), Run.estimated_cost), else_=0.0)),
+        )
+        .where(
+            Run.workspace_id == workspace_id,
+            Run.created_at >= start,
+            Run.created_at < end,
+            Run.status.not_in(_NEVER_RAN),
+        )
+        .group_by(Run.agent)
+    ).all()
+    return {str(agent): (_num(spent), _num(reserved)) for agent, spent, reserved in rows}
+
+
 def get_budget_statuses(
     session: Session, workspace_id: uuid.UUID, tz: str, month: str | None = None
 ) -> list[BudgetStatus]:
     _, start, end = month_bounds(month, tz)
+    budgets = list_budgets(session, workspace_id)
+    if not budgets:
+        return []
+    # One scan for every budget, however many agents have one.
+    by_agent = _spend_by_agent(session, workspace_id, start, end)
     statuses = []
-    for budget in list_budgets(session, workspace_id):
-        agent = None if budget.scope == GLOBAL_SCOPE else budget.scope
-        spent, reserved = _spend(session, workspace_id, start, end, agent)
+    for budget in budgets:
+        if budget.scope == GLOBAL_SCOPE:
+            spent = _num(sum(s for s, _ in by_agent.values()))
+            reserved = _num(sum(r for _, r in by_agent.values()))
+        else:
+            spent, reserved = by_agent.get(budget.scope, (0.0, 0.0))
         statuses.append(
             BudgetStatus(
                 scope=budget.scope,

@@ -6,14 +6,14 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, insert, select
+from sqlalchemy import Select, Table, delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from runhq import clock
 from runhq.db.base import new_id
 from runhq.logs.models import StructuredLog
 from runhq.logs.schemas import LogLevel, LogSource
-from runhq.pagination import fetch_page
+from runhq.pagination import decode_cursor, encode_cursor, fetch_page
 
 # Built once, on the table (Core, not the ORM's bulk path); parameters are bound per call,
 # so the statement's cache key and compiled form are computed once per process.
@@ -53,6 +53,25 @@ def create_log(
     return row_id
 
 
+def _filtered(
+    workspace_id: uuid.UUID,
+    level: LogLevel | None,
+    source: str | None,
+    run_id: uuid.UUID | None,
+    since: datetime | None,
+) -> Select[tuple[StructuredLog]]:
+    stmt = select(StructuredLog).where(StructuredLog.workspace_id == workspace_id)
+    if level is not None:
+        stmt = stmt.where(StructuredLog.level == level.value)
+    if source:
+        stmt = stmt.where(StructuredLog.source == source)
+    if run_id is not None:
+        stmt = stmt.where(StructuredLog.run_id == run_id)
+    if since is not None:
+        stmt = stmt.where(StructuredLog.created_at >= since)
+    return stmt
+
+
 def list_logs(
     session: Session,
     *,
@@ -65,18 +84,49 @@ def list_logs(
     limit: int = 50,
 ) -> tuple[list[StructuredLog], str | None]:
     """Newest first, filtered; returns the page and the cursor of the next one."""
-    stmt = select(StructuredLog).where(StructuredLog.workspace_id == workspace_id)
-    if level is not None:
-        stmt = stmt.where(StructuredLog.level == level.value)
-    if source:
-        stmt = stmt.where(StructuredLog.source == source)
-    if run_id is not None:
-        stmt = stmt.where(StructuredLog.run_id == run_id)
-    if since is not None:
-        stmt = stmt.where(StructuredLog.created_at >= since)
+    stmt = _filtered(workspace_id, level, source, run_id, since)
+    if cursor:
+        # Redundant with the cursor's own condition (an OR the index cannot use), but a range
+        # the index can: a deep page starts at its place instead of scanning every newer line.
+        stmt = stmt.where(StructuredLog.created_at <= decode_cursor(cursor)[0])
     return fetch_page(
         session, stmt, StructuredLog.created_at, StructuredLog.id, cursor=cursor, limit=limit
     )
+
+
+def log_cursor(line: StructuredLog) -> str:
+    """The keyset cursor of a line: ``list_logs`` continues after it (older lines),
+    ``list_logs_after`` after it the other way (newer lines)."""
+    return encode_cursor(line.created_at, line.id)
+
+
+def list_logs_after(
+    session: Session,
+    *,
+    workspace_id: uuid.UUID,
+    after: str | None,
+    level: LogLevel | None = None,
+    source: str | None = None,
+    run_id: uuid.UUID | None = None,
+    limit: int = 100,
+) -> tuple[list[StructuredLog], bool]:
+    """The lines newer than the line whose cursor is ``after`` (all of them when None), oldest
+    first, at most ``limit``; and whether more remain (ask again after the last one).
+
+    A live tail: the caller shows these above the lines it has and passes the newest one's
+    cursor next time. ``after`` comes from ``log_cursor`` (``InvalidInput`` if malformed).
+    """
+    stmt = _filtered(workspace_id, level, source, run_id, None)
+    if after:
+        stamp, last_id = decode_cursor(after)
+        # The first condition is the index range; the second settles lines of the same instant.
+        stmt = stmt.where(
+            StructuredLog.created_at >= stamp,
+            or_(StructuredLog.created_at > stamp, StructuredLog.id > last_id),
+        )
+    stmt = stmt.order_by(StructuredLog.created_at.asc(), StructuredLog.id.asc()).limit(limit + 1)
+    rows = list(session.scalars(stmt))
+    return rows[:limit], len(rows) > limit
 
 
 def purge_logs(
