@@ -1099,11 +1099,10 @@ def platforms_list(ctx: typer.Context, user: UserOpt = None, as_json: JsonOpt = 
     from runhq.platforms.routes import to_out
 
     with _unit_of_work() as (_, session):
+        actor = _actor(session, user)
         items = [
             p.model_dump(mode="json")
-            for p in to_out(
-                session, platforms.list_platforms(session, _actor(session, user).workspace_id)
-            )
+            for p in to_out(session, actor, platforms.list_platforms(session, actor.workspace_id))
         ]
     if as_json:
         _print_json(items)
@@ -1159,9 +1158,10 @@ def platforms_check(
     from runhq.platforms.routes import to_out
 
     with _unit_of_work() as (_, session), httpx.Client() as client:
-        platform = platforms.get_platform(session, _actor(session, user).workspace_id, key)
+        actor = _actor(session, user)
+        platform = platforms.get_platform(session, actor.workspace_id, key)
         platforms.check_platform(session, client, platform)
-        item = to_out(session, [platform])[0].model_dump(mode="json")
+        item = to_out(session, actor, [platform])[0].model_dump(mode="json")
     if as_json:
         _print_json(item)
     else:

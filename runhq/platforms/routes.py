@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from runhq import clock
 from runhq.auth.models import Role
+from runhq.auth.schemas import Actor
 from runhq.auth.service import require_role
 from runhq.platforms import service
 from runhq.platforms.models import Platform
@@ -25,8 +26,9 @@ from runhq.web.errors import ERROR_RESPONSES
 router = APIRouter(prefix="/platforms", tags=["platforms"], responses=ERROR_RESPONSES)
 
 
-def to_out(session: Session, platforms: list[Platform]) -> list[PlatformOut]:
-    """Platforms with status, open incident and uptime: a fixed number of queries."""
+def to_out(session: Session, actor: Actor, platforms: list[Platform]) -> list[PlatformOut]:
+    """Platforms with status, open incident and uptime, as ``actor`` may see them: a fixed
+    number of queries."""
     ids = [p.id for p in platforms]
     now = clock.now()
     uptimes = {w: service.get_uptime(session, ids, now - d) for w, d in service.WINDOWS.items()}
@@ -60,7 +62,7 @@ def to_out(session: Session, platforms: list[Platform]) -> list[PlatformOut]:
                 failure_threshold=p.failure_threshold,
                 repository=p.repository,
                 environment=p.environment,
-                deploy_target=p.deploy_target,
+                deploy_target=service.get_visible_deploy_target(p, actor),
                 owner_contact=p.owner_contact,
                 status=state,
                 last_checked_at=p.last_checked_at,
@@ -73,7 +75,7 @@ def to_out(session: Session, platforms: list[Platform]) -> list[PlatformOut]:
 
 @router.get("", response_model=list[PlatformOut], summary="Platforms with status and uptime")
 def list_platforms(session: SessionDep, actor: ActorDep) -> list[PlatformOut]:
-    return to_out(session, service.list_platforms(session, actor.workspace_id))
+    return to_out(session, actor, service.list_platforms(session, actor.workspace_id))
 
 
 @router.post(
@@ -84,12 +86,12 @@ def list_platforms(session: SessionDep, actor: ActorDep) -> list[PlatformOut]:
 )
 def create_platform(body: PlatformIn, session: SessionDep, actor: ActorDep) -> PlatformOut:
     platform = service.create_platform(session, actor, **body.model_dump())
-    return to_out(session, [platform])[0]
+    return to_out(session, actor, [platform])[0]
 
 
 @router.get("/{key}", response_model=PlatformOut, summary="One platform")
 def get_platform(key: str, session: SessionDep, actor: ActorDep) -> PlatformOut:
-    return to_out(session, [service.get_platform(session, actor.workspace_id, key)])[0]
+    return to_out(session, actor, [service.get_platform(session, actor.workspace_id, key)])[0]
 
 
 @router.patch("/{key}", response_model=PlatformOut, summary="Change a platform (admin)")
@@ -97,7 +99,7 @@ def update_platform(
     key: str, body: PlatformUpdate, session: SessionDep, actor: ActorDep
 ) -> PlatformOut:
     platform = service.update_platform(session, actor, key, body.model_dump(exclude_unset=True))
-    return to_out(session, [platform])[0]
+    return to_out(session, actor, [platform])[0]
 
 
 @router.delete(
@@ -114,7 +116,7 @@ def check_now(key: str, session: SessionDep, actor: ActorDep) -> PlatformOut:
     platform = service.get_platform(session, actor.workspace_id, key)
     with httpx.Client(headers={"User-Agent": "runhq-health"}) as client:
         service.check_platform(session, client, platform)
-    return to_out(session, [platform])[0]
+    return to_out(session, actor, [platform])[0]
 
 
 @router.get("/{key}/checks", response_model=list[CheckOut], summary="Latest check results")

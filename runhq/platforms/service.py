@@ -11,6 +11,7 @@ import time
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import case, func, or_, select
@@ -38,6 +39,27 @@ _REQUIRED = frozenset(
     }
 )
 WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+
+
+REDACTED = "(hidden: admins only)"
+
+
+def get_visible_deploy_target(platform: Platform, actor: Actor) -> dict[str, Any]:
+    """The platform's deploy target as ``actor`` may see it: whole for admins and owners
+    (they configure it); for other roles, URLs cut to scheme and host (webhook URLs often
+    carry a token in their path or query) and every other value hidden but its kind."""
+    if actor.has_at_least(Role.admin):
+        return dict(platform.deploy_target)
+    visible: dict[str, Any] = {}
+    for name, value in platform.deploy_target.items():
+        if name in ("kind", "type"):
+            visible[name] = value
+        elif isinstance(value, str) and value.startswith(("http://", "https://")):
+            parts = urlsplit(value)
+            visible[name] = f"{parts.scheme}://{parts.hostname or ''}/…"
+        else:
+            visible[name] = REDACTED
+    return visible
 
 
 def create_platform(session: Session, actor: Actor, **fields: Any) -> Platform:

@@ -210,3 +210,30 @@ def test_platform_update_and_check_bad_inputs(
         ).status_code
         == 200
     )
+
+
+def test_the_deploy_target_is_whole_for_admins_only(
+    client: TestClient, session: Session, runtime: Runtime, team: Team
+) -> None:
+    target = {
+        "kind": "webhook",
+        "url": "https://deploy.example.com/hooks/T0K3N-in-the-path?sig=abc",
+        "secret_env": "DEPLOY_SECRET",
+    }
+    body = {"key": "shop", "name": "Shop", "deploy_target": target}
+    created = client.post("/api/v1/platforms", json=body, headers=bearer(runtime, team.admin))
+    assert created.status_code == 201, created.text
+    for actor in (team.owner, team.admin):
+        seen = client.get("/api/v1/platforms/shop", headers=bearer(runtime, actor)).json()
+        assert seen["deploy_target"] == target
+    for actor in (team.operator, team.viewer):
+        for answer in (
+            client.get("/api/v1/platforms/shop", headers=bearer(runtime, actor)).json(),
+            client.get("/api/v1/platforms", headers=bearer(runtime, actor)).json()[0],
+        ):
+            assert answer["deploy_target"] == {
+                "kind": "webhook",
+                "url": "https://deploy.example.com/…",
+                "secret_env": service.REDACTED,
+            }
+            assert "T0K3N" not in str(answer)
