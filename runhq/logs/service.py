@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, delete, func, insert, or_, select
+from sqlalchemy import Connection, Select, Table, delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from runhq import clock
@@ -21,7 +21,7 @@ _INSERT = insert(cast(Table, StructuredLog.__table__))
 
 
 def create_log(
-    session: Session,
+    session: Session | Connection,
     *,
     message: str,
     level: LogLevel = LogLevel.info,

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from sqlalchemy import Connection
 from sqlalchemy import Engine as DbEngine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,10 +39,13 @@ from runhq.runs import service as runs_service
 from runhq.runs.models import Run, RunStatus
 from runhq.runs.service import plan_digest
 from runhq.runs.state import (
+    AnyRun,
+    RunRecord,
     StaleTransition,
     claim,
     record_facts,
     record_heartbeat,
+    refresh_state,
     transition,
 )
 
@@ -96,6 +100,8 @@ class Engine:
     ) -> None:
         self.sessions = session_factory
         bind = session_factory.kw.get("bind")
+        assert isinstance(bind, DbEngine | Connection)  # noqa: S101 - a bound factory
+        self._bind: DbEngine | Connection = bind
         # Bound to one connection (tests run each in a transaction they roll back): read
         # through it too, so the facts see what the test wrote.
         self.readers = make_reader_factory(bind) if isinstance(bind, DbEngine) else session_factory
@@ -108,41 +114,30 @@ class Engine:
 
     def execute(self, run_id: uuid.UUID) -> RunStatus | None:
         """Run ``run_id`` if it is queued. Returns its final status, or None if not ours."""
-        session = self.sessions()
-        try:
-            return self._execute(session, run_id)
-        finally:
-            session.close()
-
-    def _execute(self, session: Session, run_id: uuid.UUID) -> RunStatus | None:
-        run = claim(session, run_id)
+        with self._write() as conn:
+            run = claim(conn, run_id)
         if run is None:  # not queued: another worker has it, or it was cancelled/approved away
-            session.rollback()
             return None
-        session.commit()
         spec = self.registry.get(run.run_type)
         started = time.monotonic()
         deadline = started + spec.timeout_seconds
         if run.phase == "act":
-            with self._heartbeat(run):
-                return self._act(session, run, started)
+            with self._heartbeat(run), self.sessions() as session:
+                loaded = session.get(Run, run.id)
+                assert loaded is not None  # noqa: S101 - claimed above, runs are never deleted
+                return self._act(session, loaded, started)
         try:
             with self._heartbeat(run):
-                completion = self._pipeline(session, run, spec, deadline)
+                completion = self._pipeline(run, spec, deadline)
         except ClaimLost:
             logger.warning("run %s: claim lost while gathering facts; stopping", run_id)
-            session.refresh(run)
-            return RunStatus(run.status)
+            with self._write() as conn:
+                return refresh_state(conn, run)
         except RunCancelled:
             return self._finish(
-                session,
-                run,
-                RunStatus.cancelled,
-                started,
-                values={"error": "cancelled while running"},
+                run, RunStatus.cancelled, started, values={"error": "cancelled while running"}
             )
         except Exception as exc:
-            session.rollback()
             logger.exception("run %s failed", run_id)
             values: dict[str, Any] = {"error": _sanitise(exc)}
             if isinstance(exc, ModelUnavailable) and (exc.tokens_in or exc.tokens_out):
@@ -155,9 +150,7 @@ class Engine:
             meta = {"error_message": values["error"]}
             if self.settings.env != "production":
                 meta["error_stack"] = "".join(traceback.format_exception(exc))[-4000:]
-            return self._finish(
-                session, run, RunStatus.failed, started, values=values, log_metadata=meta
-            )
+            return self._finish(run, RunStatus.failed, started, values=values, log_metadata=meta)
         if spec.gate:
             self._ensure_verdict(run, completion)
         values = {
@@ -176,19 +169,32 @@ class Engine:
         }
         if run.phase == "plan":
             # An action run stops at its plan: the owner approves this plan, then it acts.
-            plan = actions.build_plan(session, spec, run, completion.output)
+            with self.readers() as reader:
+                loaded = reader.get(Run, run.id)
+                assert loaded is not None  # noqa: S101 - claimed above, runs are never deleted
+                plan = actions.build_plan(reader, spec, loaded, completion.output)
             values.update(plan=plan, plan_hash=plan_digest(plan), phase="review")
             return self._finish(
-                session,
                 run,
                 RunStatus.pending_approval,
                 started,
                 values=values,
                 log_metadata={"plan_hash": values["plan_hash"]},
             )
-        return self._finish(session, run, RunStatus.completed, started, values=values)
+        return self._finish(run, RunStatus.completed, started, values=values)
 
-    def _ensure_verdict(self, run: Run, completion: Completion) -> None:
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """One committed transaction on a Core connection: the unit of work of each step of
+        the pipeline (no ORM session: the steps write by statement, never by object)."""
+        if isinstance(self._bind, DbEngine):
+            with self._bind.begin() as conn:
+                yield conn
+        else:  # bound to one connection in a transaction the test rolls back
+            with self._bind.begin_nested():
+                yield self._bind
+
+    def _ensure_verdict(self, run: RunRecord, completion: Completion) -> None:
         """A gate run's output carries verdict pass/fail: the model's, else by rule."""
         output = completion.output
         if output.get("verdict") in ("pass", "fail"):
@@ -203,12 +209,12 @@ class Engine:
 
         def fail(reason: str, **extra: Any) -> RunStatus:
             return self._finish(
-                session,
                 run,
                 RunStatus.failed,
                 started,
                 values={"error": reason, **extra},
                 log_metadata={"error_message": reason},
+                session=session,
             )
 
         if runs_service.get_valid_approval(session, run) is None:
@@ -246,7 +252,6 @@ class Engine:
         session.commit()
         summary = f"{(run.plan or {}).get('action', 'action')} done: {result.summary}"
         return self._finish(
-            session,
             run,
             RunStatus.completed,
             started,
@@ -254,11 +259,10 @@ class Engine:
                 "action_result": {"ok": result.ok, "summary": result.summary, **result.details},
                 "executive_summary": summary,
             },
+            session=session,
         )
 
-    def _pipeline(
-        self, session: Session, run: Run, spec: RunTypeSpec, deadline: float
-    ) -> Completion:
+    def _pipeline(self, run: RunRecord, spec: RunTypeSpec, deadline: float) -> Completion:
         # Facts are read outside any transaction: no lock is held (SQLite's write lock
         # included) while providers query the history or wait on another service.
         with self.readers() as reader:
@@ -281,16 +285,14 @@ class Engine:
             "model": spec.model,
             "fallback_model": spec.fallback_model,
         }
-        cancel = record_facts(session, run, context=context, prompt=prompt)
+        # Facts and prompt are kept even if the model call never returns; and nothing (not
+        # SQLite's write lock either) is held during the model call.
+        with self._write() as conn:
+            cancel = record_facts(conn, run, context=context, prompt=prompt)
         if cancel is None:
             # Reaped (or otherwise taken away) while gathering: no model call for a run
             # this worker no longer owns.
-            session.rollback()
             raise ClaimLost
-        # Facts and prompt are kept even if the model call never returns; and nothing (not
-        # SQLite's write lock either) is held during the model call. Commit, not rollback,
-        # so the loaded run is not expired.
-        session.commit()
         if cancel:
             raise RunCancelled
         if self.gateway.offline:
@@ -306,7 +308,7 @@ class Engine:
         return completion
 
     @contextmanager
-    def _heartbeat(self, run: Run) -> Iterator[None]:
+    def _heartbeat(self, run: AnyRun) -> Iterator[None]:
         """Keep ``run`` marked alive while this block runs (one beating thread per engine)."""
         token = run.claim_token
         assert token is not None  # noqa: S101 - set by the claim
@@ -342,38 +344,43 @@ class Engine:
 
     def _finish(
         self,
-        session: Session,
-        run: Run,
+        run: AnyRun,
         status: RunStatus,
         started: float,
         *,
         values: dict[str, Any],
         log_metadata: dict[str, Any] | None = None,
+        session: Session | None = None,
     ) -> RunStatus:
+        """The final transition, in ``session`` if the act phase holds one (committed)."""
         values = {**values, "duration_ms": int((time.monotonic() - started) * 1000)}
+        # A cancel requested during the model call wins over completion; what the call
+        # cost is still recorded on the cancelled run.
+        kwargs: dict[str, Any] = {
+            "values": values,
+            "log_metadata": log_metadata,
+            "unless_cancel_requested": status == RunStatus.completed,
+            "claim_token": run.claim_token,
+        }
         try:
-            # A cancel requested during the model call wins over completion; what the call
-            # cost is still recorded on the cancelled run.
-            transition(
-                session,
-                run,
-                status,
-                values=values,
-                log_metadata=log_metadata,
-                unless_cancel_requested=status == RunStatus.completed,
-                claim_token=run.claim_token,
-            )
-            session.commit()
+            if session is None:
+                with self._write() as conn:
+                    transition(conn, run, status, **kwargs)
+            else:
+                transition(session, run, status, **kwargs)
+                session.commit()
             return status
         except StaleTransition:
-            session.rollback()
-        session.refresh(run)
-        if run.status != RunStatus.running:
-            logger.warning(
-                "run %s was %s while this worker ran it (claim lost)", run.id, run.status
-            )
-        elif run.cancel_requested:
-            values["error"] = "cancelled while running"
-            transition(session, run, RunStatus.cancelled, values=values)
-            session.commit()
-        return RunStatus(run.status)
+            if session is not None:
+                session.rollback()
+        with self._write() as conn:
+            current = refresh_state(conn, run)
+            if current != RunStatus.running:
+                logger.warning(
+                    "run %s was %s while this worker ran it (claim lost)", run.id, current
+                )
+            elif run.cancel_requested:
+                values["error"] = "cancelled while running"
+                transition(conn, run, RunStatus.cancelled, values=values)
+                return RunStatus.cancelled
+        return current

@@ -14,8 +14,9 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 import jsonschema
-from sqlalchemy import Executable, Integer, Table, bindparam, func, or_, select, text, update
-from sqlalchemy.orm import Session, defer
+from sqlalchemy import Integer, Table, TextualSelect, bindparam, func, or_, select, text, update
+from sqlalchemy.orm import Session, defer, make_transient_to_detached
+from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.sql.schema import CallableColumnDefault, ScalarElementColumnDefault
 
 from runhq import clock
@@ -46,10 +47,23 @@ def _active_key(run_type: str, platform_key: str | None) -> str:
     return f"{run_type}|{platform_key or ''}"
 
 
+# A validator per parameter schema, built once (keyed by the schema object, which is kept
+# alive here so its id is never reused): building one costs more than validating.
+_VALIDATORS: dict[int, tuple[dict[str, Any], jsonschema.Draft202012Validator]] = {}
+
+
+def _validator(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
+    cached = _VALIDATORS.get(id(schema))
+    if cached is None or cached[0] is not schema:
+        cached = (schema, jsonschema.Draft202012Validator(schema))
+        _VALIDATORS[id(schema)] = cached
+    return cached[1]
+
+
 def check_params(registry: Registry, run_type: str, params: dict[str, Any]) -> None:
     """422 naming the first parameter at fault."""
     spec = registry.get(run_type)
-    validator = jsonschema.Draft202012Validator(spec.params_schema)
+    validator = _validator(spec.params_schema)
     errors = sorted(validator.iter_errors(params), key=lambda e: list(e.path))
     if not errors:
         return
@@ -133,8 +147,8 @@ def _duplicate_error(run: Run) -> DuplicateRun:
     )
 
 
-def _build_insert() -> tuple[Executable, list[tuple[str, Any]]]:
-    """``INSERT … ON CONFLICT DO NOTHING RETURNING *`` for runs, loaded as a ``Run``.
+def _build_insert() -> tuple[TextualSelect, list[tuple[str, Any]]]:
+    """``INSERT … ON CONFLICT DO NOTHING RETURNING id`` for runs.
 
     ON CONFLICT instead of catching IntegrityError: no SAVEPOINT round trips on every
     creation, and the transaction stays usable when a unique index (the anti-double-run
@@ -149,12 +163,12 @@ def _build_insert() -> tuple[Executable, list[tuple[str, Any]]]:
     sql = (
         f"INSERT INTO {table.name} ({', '.join(names)}) "  # noqa: S608
         f"VALUES ({', '.join(':' + name for name in names)}) "
-        f"ON CONFLICT DO NOTHING RETURNING {', '.join(names)}"
+        "ON CONFLICT DO NOTHING RETURNING id"
     )
     stmt = (
         text(sql)
         .bindparams(*(bindparam(column.name, type_=column.type) for column in table.c))
-        .columns(*table.c)
+        .columns(table.c.id)
     )
     defaults: list[tuple[str, Any]] = []
     for column in table.c:
@@ -165,7 +179,7 @@ def _build_insert() -> tuple[Executable, list[tuple[str, Any]]]:
             defaults.append((column.name, default))
         else:  # pragma: no cover - a SQL-expression default would need the ORM path
             raise TypeError(f"runs.{column.name}: unsupported default {default!r}")
-    return select(Run).from_statement(stmt), defaults
+    return stmt, defaults
 
 
 _INSERT_RUN, _RUN_DEFAULTS = _build_insert()
@@ -186,7 +200,14 @@ def _insert_run(session: Session, values: dict[str, Any]) -> Run | None:
             params[name] = default.arg
         else:
             params[name] = None
-    run: Run | None = session.scalars(_INSERT_RUN, params).first()
+    if session.connection().execute(_INSERT_RUN, params).first() is None:
+        return None
+    # The row holds exactly these values: build the object as a load would (committed
+    # state, no history) instead of reading the row back, which costs more than the insert.
+    run: Run = Run.__mapper__.class_manager.new_instance()
+    instance_state(run).dict.update(params)
+    make_transient_to_detached(run)
+    session.add(run)
     return run
 
 
@@ -239,13 +260,6 @@ def create_run(
     if (existing := replay()) is not None:
         return existing, False
 
-    key = _active_key(run_type, platform_key)
-    active = _find_active(session, actor.workspace_id, key)
-    if active is not None and not _override_if_stuck(session, active, stuck_after, actor.via):
-        if (existing := replay()) is not None:
-            return existing, False
-        raise _duplicate_error(active)
-
     costs.check_budget(
         session, actor.workspace_id, agent=spec.agent, estimate=spec.estimated_cost_eur, tz=tz
     )
@@ -259,34 +273,40 @@ def create_run(
     else:
         status, phase = RunStatus.queued, "single"
     now = clock.now()
-    run = _insert_run(
-        session,
-        {
-            "workspace_id": actor.workspace_id,
-            "run_type": run_type,
-            "agent": spec.agent,
-            "platform_key": platform_key,
-            "params": params,
-            "status": status.value,
-            "phase": phase,
-            "active_key": key,
-            "idempotency_key": idempotency_key,
-            "requested_by": actor.person,
-            "requested_via": actor.via,
-            "model_requested": spec.model,
-            "estimated_cost": spec.estimated_cost_eur,
-            "attempt": parent.attempt + 1 if parent else 1,
-            "parent_run_id": parent.id if parent else None,
-            "created_at": now,
-            "updated_at": now,
-        },
-    )
+    key = _active_key(run_type, platform_key)
+    values = {
+        "workspace_id": actor.workspace_id,
+        "run_type": run_type,
+        "agent": spec.agent,
+        "platform_key": platform_key,
+        "params": params,
+        "status": status.value,
+        "phase": phase,
+        "active_key": key,
+        "idempotency_key": idempotency_key,
+        "requested_by": actor.person,
+        "requested_via": actor.via,
+        "model_requested": spec.model,
+        "estimated_cost": spec.estimated_cost_eur,
+        "attempt": parent.attempt + 1 if parent else 1,
+        "parent_run_id": parent.id if parent else None,
+        "created_at": now,
+        "updated_at": now,
+    }
+    # Insert first: the unique (workspace_id, active_key) index is the anti-double-run
+    # check, so the common case costs no read; a refusal is explained below.
+    run = _insert_run(session, values)
     if run is None:
-        # The unique (workspace_id, active_key) index settled a race the check above could
-        # not see: replay the winner's run for the same idempotency key, otherwise report
-        # the active run that holds the slot.
+        # The idempotency key's twin committed meanwhile: replay it.
         if (existing := replay()) is not None:
             return existing, False
+        active = _find_active(session, actor.workspace_id, key)
+        if active is not None and _override_if_stuck(session, active, stuck_after, actor.via):
+            run = _insert_run(session, values)
+        elif active is not None:
+            raise _duplicate_error(active)
+    if run is None:
+        # Another request took the slot between the refusal and the read above.
         winner = _find_active(session, actor.workspace_id, key)
         if winner is not None:
             raise _duplicate_error(winner)

@@ -8,10 +8,11 @@ structured log line in the same transaction.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, Update, bindparam, select, update
+from sqlalchemy import ColumnElement, Connection, Table, Update, bindparam, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -50,6 +51,51 @@ class StaleTransition(InvalidTransition):
     """Another process changed the run first (lost the compare-and-set)."""
 
 
+class RunRecord:
+    """A run's row as the engine carries it between its transactions.
+
+    Plain attributes copied from the row the claim returned: no ORM identity, so claiming,
+    storing facts and finishing cost statements, not object loading (an ORM load of a run is
+    several times the price of the statement on SQLite). Only the engine's hot path uses it;
+    everything else works on ``Run``.
+    """
+
+    id: uuid.UUID
+    workspace_id: uuid.UUID
+    run_type: str
+    platform_key: str | None
+    params: dict[str, Any]
+    status: str
+    phase: str
+    requested_by: uuid.UUID | None
+    model_requested: str
+    model_used: str | None
+    estimated_cost: float
+    actual_cost: float | None
+    duration_ms: int | None
+    cancel_requested: bool
+    claim_token: uuid.UUID | None
+    context: dict[str, Any] | None
+
+    def __init__(self, row: Mapping[Any, Any]) -> None:  # a RowMapping: str keys
+        self.__dict__.update(row)
+
+
+# What a transition may be handed: the ORM row (services) or the engine's record.
+AnyRun = Run | RunRecord
+# Where its statements go: a Session's transaction, or a Core connection's (the engine).
+Executor = Session | Connection
+
+
+def _apply(run: AnyRun, changes: Mapping[str, Any]) -> None:
+    """Reflect what was written on the caller's copy, without marking an ORM row dirty."""
+    if isinstance(run, Run):
+        for key, value in changes.items():
+            set_committed_value(run, key, value)
+    else:
+        run.__dict__.update(changes)
+
+
 # The run engine's hot path builds its statements once per shape: a statement object reused
 # with bound parameters keeps its cache key and compiled SQL (SQLAlchemy memoises both), where
 # building one per call costs more than the database round trip on SQLite.
@@ -80,7 +126,7 @@ def _update_statement(keys: tuple[str, ...], *, unless_cancel: bool, fenced: boo
 
 
 def _update_run(
-    session: Session,
+    session: Executor,
     run_id: uuid.UUID,
     current: RunStatus,
     changes: dict[str, Any],
@@ -95,8 +141,9 @@ def _update_run(
     params.update(w_id=run_id, w_status=current.value)
     if claim_token is not None:
         params["w_token"] = claim_token
-    # A Core statement does not autoflush: pending ORM changes go first, as they would.
-    session.flush()
+    if isinstance(session, Session):
+        # A Core statement does not autoflush: pending ORM changes go first, as they would.
+        session.flush()
     result = session.execute(stmt, params)
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
@@ -110,8 +157,8 @@ def check_transition(current: RunStatus, target: RunStatus) -> None:
 
 
 def transition(
-    session: Session,
-    run: Run,
+    session: Executor,
+    run: AnyRun,
     target: RunStatus,
     *,
     values: dict[str, Any] | None = None,
@@ -119,7 +166,7 @@ def transition(
     source: LogSource = LogSource.executive_run,
     unless_cancel_requested: bool = False,
     claim_token: uuid.UUID | None = None,
-) -> Run:
+) -> None:
     """Move ``run`` to ``target`` (with extra column ``values``) and log it; no commit.
 
     ``unless_cancel_requested``: also lose the compare-and-set if a cancel was requested
@@ -148,8 +195,7 @@ def transition(
             f"run {run.id} changed concurrently (expected {current.value})",
             details={"run_id": str(run.id)},
         )
-    for key, value in changes.items():
-        set_committed_value(run, key, value)
+    _apply(run, changes)
     message, level = _EVENTS[target]
     logs.create_log(
         session,
@@ -160,11 +206,10 @@ def transition(
         run_id=run.id,
         metadata=_log_metadata(run, current, target, now, log_metadata),
     )
-    return run
 
 
 def _log_metadata(
-    run: Run, current: RunStatus, target: RunStatus, now: datetime, extra: dict[str, Any] | None
+    run: AnyRun, current: RunStatus, target: RunStatus, now: datetime, extra: dict[str, Any] | None
 ) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "run_id": str(run.id),
@@ -191,38 +236,33 @@ def _log_metadata(
 
 
 _CLAIM = (
-    select(Run)
-    .from_statement(
-        update(_RUNS)
-        .where(_RUNS.c.id == bindparam("run_id"), _RUNS.c.status == S.queued.value)
-        .values(
-            status=S.running.value,
-            started_at=bindparam("now"),
-            updated_at=bindparam("now"),
-            heartbeat_at=bindparam("now"),
-            claim_token=bindparam("token"),
-        )
-        .returning(*_RUNS.c)
+    update(_RUNS)
+    .where(_RUNS.c.id == bindparam("run_id"), _RUNS.c.status == S.queued.value)
+    .values(
+        status=S.running.value,
+        started_at=bindparam("now"),
+        updated_at=bindparam("now"),
+        heartbeat_at=bindparam("now"),
+        claim_token=bindparam("token"),
     )
-    .execution_options(populate_existing=True)
+    .returning(*_RUNS.c)
 )
 
 
-def claim(session: Session, run_id: uuid.UUID) -> Run | None:
+def claim(conn: Executor, run_id: uuid.UUID) -> RunRecord | None:
     """``queued → running`` in one statement (UPDATE … RETURNING); None if not queued.
 
     The compare-and-set is the fencing: of two workers handed the same run, one claims it.
     """
     check_transition(S.queued, S.running)
     now = clock.now()
-    run: Run | None = session.scalars(
-        _CLAIM, {"run_id": run_id, "now": now, "token": uuid.uuid4()}
-    ).first()
-    if run is None:
+    row = conn.execute(_CLAIM, {"run_id": run_id, "now": now, "token": uuid.uuid4()}).first()
+    if row is None:
         return None
+    run = RunRecord(row._mapping)
     message, level = _EVENTS[S.running]
     logs.create_log(
-        session,
+        conn,
         message=message,
         level=level,
         source=LogSource.executive_run,
@@ -233,7 +273,19 @@ def claim(session: Session, run_id: uuid.UUID) -> Run | None:
     return run
 
 
-def record_heartbeat(session: Session, run_id: uuid.UUID, claim_token: uuid.UUID) -> bool:
+_RUN_STATE = select(_RUNS.c.status, _RUNS.c.cancel_requested).where(
+    _RUNS.c.id == bindparam("run_id")
+)
+
+
+def refresh_state(conn: Executor, run: AnyRun) -> RunStatus:
+    """Re-read the run's status and cancel flag (after losing a compare-and-set)."""
+    row = conn.execute(_RUN_STATE, {"run_id": run.id}).one()
+    _apply(run, {"status": row.status, "cancel_requested": row.cancel_requested})
+    return RunStatus(row.status)
+
+
+def record_heartbeat(session: Executor, run_id: uuid.UUID, claim_token: uuid.UUID) -> bool:
     """The claiming worker says the run is alive; False once the claim was lost."""
     return _update_run(
         session, run_id, S.running, {"heartbeat_at": clock.now()}, claim_token=claim_token
@@ -253,7 +305,7 @@ _RECORD_FACTS = (
 
 
 def record_facts(
-    session: Session, run: Run, *, context: dict[str, Any], prompt: dict[str, Any]
+    session: Executor, run: AnyRun, *, context: dict[str, Any], prompt: dict[str, Any]
 ) -> bool | None:
     """Store the gathered facts and the prompt, if this worker still holds the claim.
 
@@ -261,7 +313,7 @@ def record_facts(
     in the same statement).
     """
     now = clock.now()
-    cancel = session.scalars(
+    cancel = session.execute(
         _RECORD_FACTS,
         {
             "run_id": run.id,
@@ -270,9 +322,8 @@ def record_facts(
             "prompt": prompt,
             "now": now,
         },
-    ).first()
+    ).scalar()
     if cancel is None:
         return None
-    for key, value in (("context", context), ("prompt", prompt), ("updated_at", now)):
-        set_committed_value(run, key, value)
+    _apply(run, {"context": context, "prompt": prompt, "updated_at": now})
     return bool(cancel)
