@@ -59,26 +59,39 @@ def month_bounds(month: str | None, tz: str) -> tuple[str, datetime, datetime]:
     return f"{year:04d}-{mon:02d}", start, end
 
 
+# The month's runs that cost something, for one workspace. The statements below are built
+# once (parameters bound per call): each is read by every run's context and every cost page,
+# and building one costs more than running it.
+_IN_MONTH = (
+    Run.workspace_id == bindparam("workspace_id"),
+    Run.created_at >= bindparam("start"),
+    Run.created_at < bindparam("end"),
+    Run.status.not_in(_NEVER_RAN),
+)
+_LINES = (
+    select(
+        Run.run_type,
+        Run.agent,
+        func.count(Run.id),
+        func.sum(func.coalesce(Run.actual_cost, 0.0)),
+        func.sum(Run.estimated_cost),
+    )
+    .where(*_IN_MONTH)
+    .group_by(Run.run_type, Run.agent)
+)
+_ACTIVE = [s.value for s in ACTIVE_STATUSES]
+_SPENT = func.sum(case((Run.status.in_(_ACTIVE), 0.0), else_=func.coalesce(Run.actual_cost, 0.0)))
+_RESERVED = func.sum(case((Run.status.in_(_ACTIVE), Run.estimated_cost), else_=0.0))
+_SPEND = select(_SPENT, _RESERVED).where(*_IN_MONTH)
+_SPEND_OF_AGENT = _SPEND.where(Run.agent == bindparam("agent"))
+_SPEND_BY_AGENT = select(Run.agent, _SPENT, _RESERVED).where(*_IN_MONTH).group_by(Run.agent)
+
+
 def _lines(
     session: Session, workspace_id: uuid.UUID, start: datetime, end: datetime
 ) -> tuple[list[CostLine], list[CostLine]]:
     """The month's cost lines by run type and by agent, from one grouped scan."""
-    rows = session.execute(
-        select(
-            Run.run_type,
-            Run.agent,
-            func.count(Run.id),
-            func.sum(func.coalesce(Run.actual_cost, 0.0)),
-            func.sum(Run.estimated_cost),
-        )
-        .where(
-            Run.workspace_id == workspace_id,
-            Run.created_at >= start,
-            Run.created_at < end,
-            Run.status.not_in(_NEVER_RAN),
-        )
-        .group_by(Run.run_type, Run.agent)
-    ).all()
+    rows = session.execute(_LINES, {"workspace_id": workspace_id, "start": start, "end": end}).all()
     by_type: dict[str, list[float]] = {}
     by_agent: dict[str, list[float]] = {}
     for run_type, agent, runs, total, estimated in rows:
@@ -113,19 +126,11 @@ def _spend(
     agent: str | None = None,
 ) -> tuple[float, float]:
     """(spent, reserved) this month, optionally for one agent."""
-    active = [s.value for s in ACTIVE_STATUSES]
-    stmt = select(
-        func.sum(case((Run.status.in_(active), 0.0), else_=func.coalesce(Run.actual_cost, 0.0))),
-        func.sum(case((Run.status.in_(active), Run.estimated_cost), else_=0.0)),
-    ).where(
-        Run.workspace_id == workspace_id,
-        Run.created_at >= start,
-        Run.created_at < end,
-        Run.status.not_in(_NEVER_RAN),
-    )
-    if agent is not None:
-        stmt = stmt.where(Run.agent == agent)
-    spent, reserved = session.execute(stmt).one()
+    params: dict[str, object] = {"workspace_id": workspace_id, "start": start, "end": end}
+    if agent is None:
+        spent, reserved = session.execute(_SPEND, params).one()
+    else:
+        spent, reserved = session.execute(_SPEND_OF_AGENT, {**params, "agent": agent}).one()
     return _num(spent), _num(reserved)
 
 
@@ -164,22 +169,8 @@ def _spend_by_agent(
     session: Session, workspace_id: uuid.UUID, start: datetime, end: datetime
 ) -> dict[str, tuple[float, float]]:
     """(spent, reserved) this month per agent, from one grouped scan."""
-    active = [s.value for s in ACTIVE_STATUSES]
     rows = session.execute(
-        select(
-            Run.agent,
-            func.sum(
-                case((Run.status.in_(active), 0.0), else_=func.coalesce(Run.actual_cost, 0.0))
-            ),
-            func.sum(case((Run.status.in_(active), Run.estimated_cost), else_=0.0)),
-        )
-        .where(
-            Run.workspace_id == workspace_id,
-            Run.created_at >= start,
-            Run.created_at < end,
-            Run.status.not_in(_NEVER_RAN),
-        )
-        .group_by(Run.agent)
+        _SPEND_BY_AGENT, {"workspace_id": workspace_id, "start": start, "end": end}
     ).all()
     return {str(agent): (_num(spent), _num(reserved)) for agent, spent, reserved in rows}
 

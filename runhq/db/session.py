@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -101,6 +101,25 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+_ASYNC_COMMIT = text("SET LOCAL synchronous_commit TO OFF")
+
+
+def allow_async_commit(conn: Session | Connection) -> None:
+    """Let the current transaction's commit return before PostgreSQL has flushed it to disk.
+
+    Only for writes whose loss in a database crash is repaired by design: a worker's claim
+    (the run goes back to ``queued`` and the dispatcher re-sends it), stored facts, a
+    heartbeat, outbox bookkeeping. The commit skips the wait for the WAL flush; the write is
+    on disk within ``wal_writer_delay`` (200 ms by default) or at the next synchronous commit,
+    whichever comes first, since the WAL is written in order. A crash can lose it, never
+    corrupt or reorder it. No-op on SQLite, whose WAL mode with ``synchronous=NORMAL`` never
+    waits for the disk at commit. See docs/adr/0011-asynchronous-commits.md.
+    """
+    dialect = conn.dialect if isinstance(conn, Connection) else conn.get_bind().dialect
+    if dialect.name == "postgresql":
+        conn.execute(_ASYNC_COMMIT)
 
 
 def on_commit(session: Session, callback: Callable[[], None]) -> None:

@@ -6,7 +6,18 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Select, Table, delete, func, insert, or_, select
+from sqlalchemy import (
+    Connection,
+    Integer,
+    Select,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from runhq import clock
@@ -158,10 +169,7 @@ def count_by_source_level(
 ) -> list[tuple[str, str, int]]:
     """(source, level, count) of log lines since ``since``."""
     rows = session.execute(
-        select(StructuredLog.source, StructuredLog.level, func.count(StructuredLog.id))
-        .where(StructuredLog.workspace_id == workspace_id, StructuredLog.created_at >= since)
-        .group_by(StructuredLog.source, StructuredLog.level)
-        .order_by(StructuredLog.source, StructuredLog.level)
+        _COUNT_BY_SOURCE_LEVEL, {"workspace_id": workspace_id, "since": since}
     ).all()
     return [(source, level, int(n)) for source, level, n in rows]
 
@@ -171,13 +179,25 @@ def list_recent_errors(
 ) -> list[StructuredLog]:
     return list(
         session.scalars(
-            select(StructuredLog)
-            .where(
-                StructuredLog.workspace_id == workspace_id,
-                StructuredLog.created_at >= since,
-                StructuredLog.level == "error",
-            )
-            .order_by(StructuredLog.created_at.desc())
-            .limit(limit)
+            _RECENT_ERRORS, {"workspace_id": workspace_id, "since": since, "limit": limit}
         )
     )
+
+
+# Read by every run's context: built once, parameters bound per call.
+_SINCE = (
+    StructuredLog.workspace_id == bindparam("workspace_id"),
+    StructuredLog.created_at >= bindparam("since"),
+)
+_COUNT_BY_SOURCE_LEVEL = (
+    select(StructuredLog.source, StructuredLog.level, func.count(StructuredLog.id))
+    .where(*_SINCE)
+    .group_by(StructuredLog.source, StructuredLog.level)
+    .order_by(StructuredLog.source, StructuredLog.level)
+)
+_RECENT_ERRORS = (
+    select(StructuredLog)
+    .where(*_SINCE, StructuredLog.level == "error")
+    .order_by(StructuredLog.created_at.desc())
+    .limit(bindparam("limit", type_=Integer))
+)

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import bindparam, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from runhq import clock
@@ -86,12 +86,16 @@ def get_platform(session: Session, workspace_id: uuid.UUID, key: str) -> Platfor
     return platform
 
 
+# Read by every run's context (the platforms fact): built once.
+_LIST_PLATFORMS = (
+    select(Platform)
+    .where(Platform.workspace_id == bindparam("workspace_id"))
+    .order_by(Platform.key)
+)
+
+
 def list_platforms(session: Session, workspace_id: uuid.UUID) -> list[Platform]:
-    return list(
-        session.scalars(
-            select(Platform).where(Platform.workspace_id == workspace_id).order_by(Platform.key)
-        )
-    )
+    return list(session.scalars(_LIST_PLATFORMS, {"workspace_id": workspace_id}))
 
 
 def update_platform(session: Session, actor: Actor, key: str, changes: dict[str, Any]) -> Platform:

@@ -25,7 +25,7 @@ from runhq.actions import service as actions
 from runhq.config import Settings
 from runhq.context.schemas import ContextRequest
 from runhq.context.service import gather_context
-from runhq.db.session import make_reader_factory, transaction
+from runhq.db.session import allow_async_commit, make_reader_factory, transaction
 from runhq.llm.gateway import (
     Completion,
     Gateway,
@@ -114,7 +114,9 @@ class Engine:
 
     def execute(self, run_id: uuid.UUID) -> RunStatus | None:
         """Run ``run_id`` if it is queued. Returns its final status, or None if not ours."""
-        with self._write() as conn:
+        # Not waited to disk: a claim lost in a database crash leaves the run queued, and
+        # the dispatcher sends it again.
+        with self._write(durable=False) as conn:
             run = claim(conn, run_id)
         if run is None:  # not queued: another worker has it, or it was cancelled/approved away
             return None
@@ -184,11 +186,17 @@ class Engine:
         return self._finish(run, RunStatus.completed, started, values=values)
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def _write(self, *, durable: bool = True) -> Iterator[Connection]:
         """One committed transaction on a Core connection: the unit of work of each step of
-        the pipeline (no ORM session: the steps write by statement, never by object)."""
+        the pipeline (no ORM session: the steps write by statement, never by object).
+
+        ``durable=False``: the commit does not wait for the disk (``allow_async_commit``);
+        the final transition always does, and flushes what came before it.
+        """
         if isinstance(self._bind, DbEngine):
             with self._bind.begin() as conn:
+                if not durable:
+                    allow_async_commit(conn)
                 yield conn
         else:  # bound to one connection in a transaction the test rolls back
             with self._bind.begin_nested():
@@ -287,7 +295,7 @@ class Engine:
         }
         # Facts and prompt are kept even if the model call never returns; and nothing (not
         # SQLite's write lock either) is held during the model call.
-        with self._write() as conn:
+        with self._write(durable=False) as conn:
             cancel = record_facts(conn, run, context=context, prompt=prompt)
         if cancel is None:
             # Reaped (or otherwise taken away) while gathering: no model call for a run
@@ -334,6 +342,7 @@ class Engine:
                 continue
             try:
                 with transaction(self.sessions) as session:
+                    allow_async_commit(session)  # a lost beat is tolerated anyway
                     for run_id, token in beating:
                         if not record_heartbeat(session, run_id, token):
                             # Finished, reaped or cancelled meanwhile: stop beating for it.

@@ -686,6 +686,22 @@ def is_active(run: Run) -> bool:
     return RunStatus(run.status) in ACTIVE_STATUSES
 
 
+# No run has the nil id: "exclude nothing" without a second statement.
+_NO_RUN = uuid.UUID(int=0)
+
+# Read by every run's context and the autopilot: built once, parameters bound per call.
+_RECENT_STATS = (
+    select(Run.run_type, Run.platform_key, Run.status, func.count(Run.id))
+    .where(
+        Run.workspace_id == bindparam("workspace_id"),
+        Run.created_at >= bindparam("since"),
+        Run.id != bindparam("exclude"),
+    )
+    .group_by(Run.run_type, Run.platform_key, Run.status)
+)
+_RECENT_STATS_OF_PLATFORM = _RECENT_STATS.where(Run.platform_key == bindparam("platform_key"))
+
+
 def get_recent_run_stats(
     session: Session,
     workspace_id: uuid.UUID,
@@ -695,17 +711,13 @@ def get_recent_run_stats(
     exclude_run_id: uuid.UUID | None = None,
 ) -> list[dict[str, Any]]:
     """Per run type and platform since ``since``: counts by status."""
-    stmt = (
-        select(Run.run_type, Run.platform_key, Run.status, func.count(Run.id))
-        .where(Run.workspace_id == workspace_id, Run.created_at >= since)
-        .group_by(Run.run_type, Run.platform_key, Run.status)
-    )
+    params = {"workspace_id": workspace_id, "since": since, "exclude": exclude_run_id or _NO_RUN}
+    stmt = _RECENT_STATS
     if platform_key:
-        stmt = stmt.where(Run.platform_key == platform_key)
-    if exclude_run_id is not None:
-        stmt = stmt.where(Run.id != exclude_run_id)
+        stmt = _RECENT_STATS_OF_PLATFORM
+        params["platform_key"] = platform_key
     stats: dict[tuple[str, str | None], dict[str, Any]] = {}
-    for run_type, platform, status, count in session.execute(stmt).all():
+    for run_type, platform, status, count in session.execute(stmt, params).all():
         entry = stats.setdefault(
             (run_type, platform),
             {"run_type": run_type, "platform_key": platform, "total": 0, "by_status": {}},
@@ -741,6 +753,40 @@ _LISTING = tuple(
     )
 )
 
+_LIMIT = bindparam("limit", type_=Integer)
+_LATEST_COMPLETED = (
+    select(Run)
+    .where(
+        Run.workspace_id == bindparam("workspace_id"),
+        Run.created_at >= bindparam("since"),
+        Run.status == RunStatus.completed.value,
+        Run.id != bindparam("exclude"),
+    )
+    .order_by(Run.finished_at.desc())
+    .limit(_LIMIT)
+    .options(*_SUMMARY)
+)
+_FAILED = (
+    select(Run)
+    .where(
+        Run.workspace_id == bindparam("workspace_id"),
+        Run.created_at >= bindparam("since"),
+        Run.status == RunStatus.failed.value,
+    )
+    .order_by(Run.created_at.desc())
+    .limit(_LIMIT)
+    .options(*_SUMMARY)
+)
+_PENDING_APPROVAL = (
+    select(Run)
+    .where(
+        Run.workspace_id == bindparam("workspace_id"),
+        Run.status == RunStatus.pending_approval.value,
+    )
+    .order_by(Run.created_at)
+    .options(*_SUMMARY)
+)
+
 
 def list_latest_completed(
     session: Session,
@@ -750,49 +796,24 @@ def list_latest_completed(
     limit: int = 10,
     exclude_run_id: uuid.UUID | None = None,
 ) -> list[Run]:
-    stmt = (
-        select(Run)
-        .where(
-            Run.workspace_id == workspace_id,
-            Run.created_at >= since,
-            Run.status == RunStatus.completed.value,
-        )
-        .order_by(Run.finished_at.desc())
-        .limit(limit)
-        .options(*_SUMMARY)
-    )
-    if exclude_run_id is not None:
-        stmt = stmt.where(Run.id != exclude_run_id)
-    return list(session.scalars(stmt))
+    params = {
+        "workspace_id": workspace_id,
+        "since": since,
+        "exclude": exclude_run_id or _NO_RUN,
+        "limit": limit,
+    }
+    return list(session.scalars(_LATEST_COMPLETED, params))
 
 
 def list_failed(
     session: Session, workspace_id: uuid.UUID, *, since: datetime, limit: int = 20
 ) -> list[Run]:
-    return list(
-        session.scalars(
-            select(Run)
-            .where(
-                Run.workspace_id == workspace_id,
-                Run.created_at >= since,
-                Run.status == RunStatus.failed.value,
-            )
-            .order_by(Run.created_at.desc())
-            .limit(limit)
-            .options(*_SUMMARY)
-        )
-    )
+    params = {"workspace_id": workspace_id, "since": since, "limit": limit}
+    return list(session.scalars(_FAILED, params))
 
 
 def list_pending_approval(session: Session, workspace_id: uuid.UUID) -> list[Run]:
-    return list(
-        session.scalars(
-            select(Run)
-            .where(Run.workspace_id == workspace_id, Run.status == RunStatus.pending_approval.value)
-            .order_by(Run.created_at)
-            .options(*_SUMMARY)
-        )
-    )
+    return list(session.scalars(_PENDING_APPROVAL, {"workspace_id": workspace_id}))
 
 
 def get_agent_stats(

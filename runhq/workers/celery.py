@@ -19,13 +19,14 @@ from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
 from runhq.config import Settings, get_settings
-from runhq.db.session import transaction
+from runhq.db.session import allow_async_commit, transaction
 from runhq.runs import service as runs
 
 logger = logging.getLogger(__name__)
 
 TASK_NAME = "runhq.execute_run"
 QUEUE = "runhq"
+_PUBLISH_BATCH = 500
 
 celery_app = Celery("runhq")
 
@@ -126,7 +127,21 @@ class CeleryExecutor:
             run_id = self._queue.get()
             if run_id is None:
                 return
-            self.dispatch([run_id])
+            # Whatever else is waiting goes in the same batch: one bookkeeping transaction
+            # for a burst of runs instead of one each.
+            batch, stop = [run_id], False
+            while len(batch) < _PUBLISH_BATCH:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            self.dispatch(batch)
+            if stop:
+                return
 
     def dispatch(self, run_ids: list[uuid.UUID]) -> int:
         """Publish and record what the broker accepted; returns how many."""
@@ -134,6 +149,8 @@ class CeleryExecutor:
         if accepted:
             try:
                 with transaction(self.sessions) as session:
+                    # Lost in a database crash, a dispatch is only sent again (harmless).
+                    allow_async_commit(session)
                     runs.mark_dispatched(session, accepted)
             except Exception:  # the tasks are out; a re-send later would be a no-op duplicate
                 logger.exception("could not record dispatch of %d runs", len(accepted))

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from runhq.auth import service as auth
 from runhq.db.migrate import upgrade
 from runhq.db.session import (
+    allow_async_commit,
     build_engine,
     is_reader,
     make_reader_factory,
@@ -81,5 +82,23 @@ def test_a_reader_runs_each_statement_alone_and_holds_no_lock(fresh_database_url
         with writers() as check:
             names = check.scalars(text("SELECT name FROM workspaces")).all()
             assert "rolled-back" not in names
+    finally:
+        engine.dispose()
+
+
+def test_async_commit_is_local_to_its_transaction(fresh_database_url: str) -> None:
+    engine = build_engine(fresh_database_url)
+    try:
+        with engine.begin() as conn:
+            allow_async_commit(conn)
+            if conn.dialect.name == "postgresql":
+                assert conn.execute(text("SHOW synchronous_commit")).scalar() == "off"
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # SET LOCAL: the pooled connection goes back to synchronous commits.
+                assert conn.execute(text("SHOW synchronous_commit")).scalar() == "on"
+            else:
+                # SQLite: nothing was sent; WAL mode with synchronous=NORMAL (1) as configured.
+                assert conn.execute(text("PRAGMA synchronous")).scalar() == 1
     finally:
         engine.dispose()

@@ -355,3 +355,40 @@ def test_readiness_reports_the_broker(tmp_path: Path, database_url: str) -> None
         assert r.status_code == expected, r.text
         assert r.json()["broker"] == ("up" if expected == 200 else "down")
     db.dispose()
+
+
+def test_a_burst_is_published_as_one_batch(cluster: Cluster, tmp_path: Path) -> None:
+    registry = get_registry()
+    with transaction(cluster.sessions) as session:
+        ids = [
+            runs.create_run(
+                session, cluster.actor, registry, run_type="SEO_AUDIT", platform_key=f"p{i}"
+            )[0].id
+            for i in range(5)
+        ]
+    settings = make_settings(
+        tmp_path,
+        cluster.env["RUNHQ_DATABASE_URL"],
+        executor="celery",
+        broker_url=cluster.env["RUNHQ_BROKER_URL"],
+    )
+    executor = CeleryExecutor(settings, cluster.sessions)  # not started yet
+    batches: list[int] = []
+    dispatch = executor.dispatch
+
+    def counting(run_ids: list[uuid.UUID]) -> int:
+        batches.append(len(run_ids))
+        return dispatch(run_ids)
+
+    executor.dispatch = counting  # type: ignore[method-assign]
+    for run_id in ids:
+        executor.notify(run_id)  # queued before the publisher starts: one burst
+    executor.start()
+    executor.stop()
+    assert batches == [5]
+    with cluster.sessions() as session:
+        dispatched = session.scalars(select(Run.dispatched_at).where(Run.id.in_(ids))).all()
+    assert len(dispatched) == 5
+    assert all(at is not None for at in dispatched)
+    queued = redis.Redis.from_url(cluster.env["RUNHQ_BROKER_URL"]).llen("runhq")
+    assert queued == 5
