@@ -9,12 +9,23 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 import jsonschema
-from sqlalchemy import Integer, Table, TextualSelect, bindparam, func, or_, select, text, update
+from sqlalchemy import (
+    Integer,
+    Row,
+    Table,
+    TextualSelect,
+    bindparam,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session, defer, make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.sql.schema import CallableColumnDefault, ScalarElementColumnDefault
@@ -727,20 +738,8 @@ def get_recent_run_stats(
     return sorted(stats.values(), key=lambda e: (-e["total"], e["run_type"]))
 
 
-# Listings for summaries (context facts, the autopilot) leave out the large JSON documents;
-# they load on first access if a caller needs them.
-_SUMMARY = (
-    defer(Run.context),
-    defer(Run.prompt),
-    defer(Run.output),
-    defer(Run.plan),
-    defer(Run.price),
-    defer(Run.action_result),
-)
-
-
-# The same columns for pages that list runs: a template that reaches for one raises at once
-# (raiseload) instead of issuing a query per row.
+# Pages that list runs leave out the large JSON documents: a template that reaches for one
+# raises at once (raiseload) instead of issuing a query per row.
 _LISTING = tuple(
     defer(column, raiseload=True)
     for column in (
@@ -754,8 +753,20 @@ _LISTING = tuple(
 )
 
 _LIMIT = bindparam("limit", type_=Integer)
+# What a summary of a run says (context facts, the autopilot): rows, not objects, and only
+# the beginning of the long texts.
+_SUMMARY_COLUMNS = (
+    Run.id,
+    Run.run_type,
+    Run.platform_key,
+    Run.params,
+    Run.created_at,
+    Run.finished_at,
+    func.substr(Run.executive_summary, 1, 600).label("executive_summary"),
+    func.substr(Run.error, 1, 300).label("error"),
+)
 _LATEST_COMPLETED = (
-    select(Run)
+    select(*_SUMMARY_COLUMNS)
     .where(
         Run.workspace_id == bindparam("workspace_id"),
         Run.created_at >= bindparam("since"),
@@ -764,10 +775,9 @@ _LATEST_COMPLETED = (
     )
     .order_by(Run.finished_at.desc())
     .limit(_LIMIT)
-    .options(*_SUMMARY)
 )
 _FAILED = (
-    select(Run)
+    select(*_SUMMARY_COLUMNS)
     .where(
         Run.workspace_id == bindparam("workspace_id"),
         Run.created_at >= bindparam("since"),
@@ -775,16 +785,14 @@ _FAILED = (
     )
     .order_by(Run.created_at.desc())
     .limit(_LIMIT)
-    .options(*_SUMMARY)
 )
 _PENDING_APPROVAL = (
-    select(Run)
+    select(*_SUMMARY_COLUMNS)
     .where(
         Run.workspace_id == bindparam("workspace_id"),
         Run.status == RunStatus.pending_approval.value,
     )
     .order_by(Run.created_at)
-    .options(*_SUMMARY)
 )
 
 
@@ -795,25 +803,28 @@ def list_latest_completed(
     since: datetime,
     limit: int = 10,
     exclude_run_id: uuid.UUID | None = None,
-) -> list[Run]:
+) -> Sequence[Row[Any]]:
+    """Summaries (``_SUMMARY_COLUMNS``) of the latest completed runs, newest first."""
     params = {
         "workspace_id": workspace_id,
         "since": since,
         "exclude": exclude_run_id or _NO_RUN,
         "limit": limit,
     }
-    return list(session.scalars(_LATEST_COMPLETED, params))
+    return session.execute(_LATEST_COMPLETED, params).all()
 
 
 def list_failed(
     session: Session, workspace_id: uuid.UUID, *, since: datetime, limit: int = 20
-) -> list[Run]:
+) -> Sequence[Row[Any]]:
+    """Summaries of the failed runs created since ``since``, newest first."""
     params = {"workspace_id": workspace_id, "since": since, "limit": limit}
-    return list(session.scalars(_FAILED, params))
+    return session.execute(_FAILED, params).all()
 
 
-def list_pending_approval(session: Session, workspace_id: uuid.UUID) -> list[Run]:
-    return list(session.scalars(_PENDING_APPROVAL, {"workspace_id": workspace_id}))
+def list_pending_approval(session: Session, workspace_id: uuid.UUID) -> Sequence[Row[Any]]:
+    """Summaries of the runs waiting for an owner, oldest first."""
+    return session.execute(_PENDING_APPROVAL, {"workspace_id": workspace_id}).all()
 
 
 def get_agent_stats(
