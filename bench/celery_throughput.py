@@ -2,8 +2,12 @@
 
 Same machine, same broker (Redis), same worker concurrency and pool, one process run:
 1. raw: N no-op tasks through a bare Celery app (bench.celery_noop) — the broker's floor;
-2. runhq: N runs (DAILY_EXECUTIVE_BRIEF, offline provider = a zero-latency model) created
-   through the service, published after commit, executed by `runhq worker`, on PostgreSQL;
+2. runhq: N runs of DAILY_EXECUTIVE_BRIEF (offline provider = a zero-latency model) created
+   through the service, published after commit, executed by `runhq worker`, on PostgreSQL —
+   twice: *orchestration* (the run type's only fact source is Stripe, not configured here,
+   so it is reported unavailable without a query: what remains is the claim, the prompt, the
+   output, every transition and log line), then *with facts* (its six context providers,
+   five of which read the workspace's history);
 3. latency: runs created one at a time on an idle system; started_at - created_at, p50/p99,
    for the local executor (embedded) and Celery. The scheduler adds up to one tick
    (RUNHQ_SCHEDULER_TICK_SECONDS) before a due firing becomes a queued run.
@@ -111,7 +115,7 @@ def _create(sessions: Any, actor: Actor, n: int, notify: Any) -> list[uuid.UUID]
                 session,
                 actor,
                 registry,
-                run_type="DAILY_EXECUTIVE_BRIEF",
+                run_type=RUN_TYPE,
                 platform_key=f"b-{uuid.uuid4().hex[:10]}",
                 notify=notify,
             )
@@ -149,7 +153,25 @@ def _pct(values: list[float], q: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
 
 
-def runhq_bench(n: int, samples: int, tmp: Path) -> dict[str, Any]:
+RUN_TYPE = "DAILY_EXECUTIVE_BRIEF"
+
+
+def _registry_without_facts(tmp: Path) -> Path:
+    """A copy of the shipped registry where the benchmarked run type's only source is an
+    unconfigured connector (a run type needs at least one)."""
+    shipped = Path(get_registry().source)
+    text_ = shipped.read_text(encoding="utf-8")
+    header = f"[run_types.{RUN_TYPE}]\n"
+    start = text_.index(header)
+    line_start = text_.index("\ncontext = [", start) + 1
+    line_end = text_.index("\n", line_start)
+    path = tmp / "run_types_no_facts.toml"
+    only_stripe = text_[:line_start] + 'context = ["stripe"]' + text_[line_end:]
+    path.write_text(only_stripe, encoding="utf-8")
+    return path
+
+
+def runhq_bench(n: int, samples: int, tmp: Path, *, facts: bool) -> dict[str, Any]:
     url, admin = _database()
     db = build_engine(url)
     upgrade(db)
@@ -180,6 +202,8 @@ def runhq_bench(n: int, samples: int, tmp: Path) -> dict[str, Any]:
         RUNHQ_EXECUTOR="celery",
         RUNHQ_BROKER_URL=BROKER,
     )
+    if not facts:
+        env["RUNHQ_REGISTRY_PATH"] = str(_registry_without_facts(tmp))
     redis.Redis.from_url(BROKER).flushdb()
     worker = subprocess.Popen(
         [str(BIN / "runhq"), "worker", "--concurrency", CONCURRENCY, "--loglevel", "warning"],
@@ -199,6 +223,8 @@ def runhq_bench(n: int, samples: int, tmp: Path) -> dict[str, Any]:
         ids = _create(sessions, actor, n, executor.notify)
         _wait_done(sessions, ids)
         result["celery_seconds"] = time.perf_counter() - start
+        if not facts:
+            return result
         one_by_one = []
         for _ in range(samples):
             one_by_one += _create(sessions, actor, 1, executor.notify)
@@ -209,6 +235,9 @@ def runhq_bench(n: int, samples: int, tmp: Path) -> dict[str, Any]:
         executor.stop()
         os.killpg(worker.pid, signal.SIGTERM)
         worker.wait(30)
+        if not facts:
+            db.dispose()
+            _drop(admin, url)
     local_settings = settings.model_copy(update={"executor": "local"})
     engine = RunEngine(sessions, local_settings, get_registry())
     local = LocalExecutor(engine, sessions, threads=int(CONCURRENCY))
@@ -223,9 +252,14 @@ def runhq_bench(n: int, samples: int, tmp: Path) -> dict[str, Any]:
     finally:
         local.stop()
         db.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+        _drop(admin, url)
     return result
+
+
+def _drop(admin: Any, url: str) -> None:
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def main() -> None:
@@ -235,14 +269,19 @@ def main() -> None:
     args = parser.parse_args()
     raw_s = raw_celery(args.runs)
     with tempfile.TemporaryDirectory() as tmp:
-        r = runhq_bench(args.runs, args.latency_samples, Path(tmp))
+        bare = runhq_bench(args.runs, args.latency_samples, Path(tmp), facts=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        r = runhq_bench(args.runs, args.latency_samples, Path(tmp), facts=True)
     print(
         json.dumps(
             {
                 "runs": args.runs,
+                "concurrency": int(CONCURRENCY),
                 "raw_celery_tasks_per_s": round(args.runs / raw_s, 1),
-                "runhq_celery_runs_per_s": round(args.runs / r["celery_seconds"], 1),
-                "ratio": round(raw_s / r["celery_seconds"], 2),
+                "orchestration_runs_per_s": round(args.runs / bare["celery_seconds"], 1),
+                "orchestration_ratio": round(raw_s / bare["celery_seconds"], 2),
+                "with_facts_runs_per_s": round(args.runs / r["celery_seconds"], 1),
+                "with_facts_ratio": round(raw_s / r["celery_seconds"], 2),
                 "goal": "ratio >= 0.5",
                 "queue_to_start_ms": {
                     "local": {

@@ -4,7 +4,9 @@ For each backend: N runs created and executed one after another through the real
 and engine (context gathering, prompt building, output validation, every transition and
 log line), the model answering instantly in-process; and, in the same process on the same
 database, N bare "insert then update" transaction pairs — the least any run lifecycle
-could cost. Prints runs/s, floor pairs/s and the ratio (goal: engine within 3× of the floor).
+could cost. Prints runs/s, floor pairs/s and the ratio (goal: engine within 3× of the floor);
+and, for information, a second floor in a run's shape (its transactions and statement kinds,
+bare) to separate what the structure costs from what runhq adds.
 
     .venv/bin/python -m bench.engine_overhead [--runs 300] [--backend sqlite|postgresql|both]
 """
@@ -20,7 +22,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, Uuid, create_engine, text
+from sqlalchemy import (
+    Column,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Uuid,
+    bindparam,
+    create_engine,
+    select,
+    text,
+)
 from sqlalchemy.engine import make_url
 
 from runhq.auth import service as auth
@@ -70,16 +84,21 @@ def _database(backend: str, tmp: Path) -> tuple[str, Engine | None]:
     return make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False), admin
 
 
-def _floor(db: Engine, n: int) -> float:
-    """Seconds for n pairs of committed transactions: insert a row, then update it."""
+def _floor_table(db: Engine, name: str) -> Table:
     table = Table(
-        "bench_floor",
+        name,
         MetaData(),
         Column("id", Uuid, primary_key=True),
         Column("status", String(20)),
         Column("attempt", Integer),
     )
     table.create(db)
+    return table
+
+
+def _floor(db: Engine, n: int) -> float:
+    """Seconds for n pairs of committed transactions: insert a row, then update it."""
+    table = _floor_table(db, "bench_floor")
     start = time.perf_counter()
     for _ in range(n):
         row_id = uuid.uuid4()
@@ -87,6 +106,32 @@ def _floor(db: Engine, n: int) -> float:
             conn.execute(table.insert().values(id=row_id, status="queued", attempt=1))
         with db.begin() as conn:
             conn.execute(table.update().where(table.c.id == row_id).values(status="completed"))
+    return time.perf_counter() - start
+
+
+def _shaped_floor(db: Engine, n: int) -> float:
+    """Seconds for n runs' worth of bare statements in a run's shape: the same transactions
+    and statement kinds as a run (creation: read, insert, insert; claim: update, insert;
+    facts: update; final: update, insert) on one small table. Not the goal's floor: what a
+    run's structure costs before runhq's own work on it."""
+    table = _floor_table(db, "bench_shaped_floor")
+    read = select(table.c.attempt).where(table.c.id == bindparam("id"))
+    start = time.perf_counter()
+    for _ in range(n):
+        row_id = uuid.uuid4()
+
+        def log(conn: Any) -> None:
+            conn.execute(table.insert().values(id=uuid.uuid4(), status="log", attempt=0))
+
+        with db.begin() as conn:
+            conn.execute(read, {"id": row_id}).first()
+            conn.execute(table.insert().values(id=row_id, status="queued", attempt=1))
+            log(conn)
+        for status, logged in (("running", True), ("running", False), ("completed", True)):
+            with db.begin() as conn:
+                conn.execute(table.update().where(table.c.id == row_id).values(status=status))
+                if logged:
+                    log(conn)
     return time.perf_counter() - start
 
 
@@ -136,6 +181,7 @@ def bench(backend: str, n: int) -> dict[str, Any]:
             upgrade(db)
             _engine_runs(db, url, tmp, 20)  # warm-up: imports, caches, connection pool
             floor_s = _floor(db, n)
+            shaped_s = _shaped_floor(db, n)
             bare_s = _engine_runs(db, url, tmp, n, context=False)
             engine_s = _engine_runs(db, url, tmp, n)
         finally:
@@ -152,6 +198,8 @@ def bench(backend: str, n: int) -> dict[str, Any]:
         "floor_pairs_per_s": round(n / floor_s, 1),
         "engine_runs_per_s": round(n / bare_s, 1),
         "engine_ratio": round(bare_s / floor_s, 2),
+        "shaped_floor_runs_per_s": round(n / shaped_s, 1),
+        "engine_vs_shaped_floor": round(bare_s / shaped_s, 2),
         "with_context_runs_per_s": round(n / engine_s, 1),
         "with_context_ratio": round(engine_s / floor_s, 2),
         "goal": "ratio <= 3",

@@ -1,0 +1,123 @@
+"""A run's own SQL on bare sqlite3, beside the floor on bare sqlite3: what SQLite itself costs.
+
+Captures the statements and parameters of one run (bench.engine_overhead's "engine" variant,
+creation included) as SQLAlchemy sends them, then replays them N times through the standard
+``sqlite3`` module on the same database file — new ids each time, the same transactions — and
+times N floor pairs (insert a small row, then update it, each committed) the same way. No
+SQLAlchemy and no runhq code is timed: the ratio is what the database alone makes of a run's
+writes (pages dirtied per commit, index maintenance, JSON payloads).
+
+    .venv/bin/python -m bench.sqlite_replay [--runs 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sqlite3
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+
+from bench.engine_overhead import _database, _engine_runs
+from runhq.db.migrate import upgrade
+from runhq.db.session import build_engine
+
+_HEX_ID = re.compile(r"^[0-9a-f]{32}$")  # how runhq's UUIDs are stored on SQLite
+Statement = tuple[str, tuple[Any, ...]]
+
+
+def _capture(tmp: Path) -> tuple[Path, list[Statement | None]]:
+    """One run's statements in order; None marks a commit."""
+    url, _ = _database("sqlite", tmp)
+    db = build_engine(url)
+    upgrade(db)
+    _engine_runs(db, url, tmp, 5, context=False)  # warm-up and a workspace history
+    captured: list[Statement | None] = []
+
+    def on_execute(_c: Any, _cur: Any, stmt: str, params: Any, _ctx: Any, _many: bool) -> None:
+        captured.append((stmt, tuple(params or ())))
+
+    def on_commit(_c: Any) -> None:
+        captured.append(None)
+
+    event.listen(db, "before_cursor_execute", on_execute)
+    event.listen(db, "commit", on_commit)
+    _engine_runs(db, url, tmp, 1, context=False)
+    db.dispose()
+    # From the run's first statement (the budget read): the workspace set-up is not a run's.
+    first = next(i for i, s in enumerate(captured) if s and "FROM budgets" in s[0])
+    return Path(url.removeprefix("sqlite:///")), captured[first:]
+
+
+def _replay(con: sqlite3.Connection, statements: list[Statement | None], n: int) -> float:
+    # The workspace and user ids stay; every other id (run, log lines, claim token) is new.
+    keep = {p for s in statements if s and "FROM budgets" in s[0] for p in s[1]}
+    start = time.perf_counter()
+    for _ in range(n):
+        fresh: dict[str, str] = {}
+
+        def swap(value: Any, fresh: dict[str, str] = fresh) -> Any:
+            if isinstance(value, str) and _HEX_ID.match(value) and value not in keep:
+                return fresh.setdefault(value, uuid.uuid4().hex)
+            return value
+
+        con.execute("BEGIN IMMEDIATE")  # the captured list starts inside the creation's
+        for item in statements:
+            if item is None:
+                con.execute("COMMIT")
+            else:  # BEGIN IMMEDIATE is captured as a statement too
+                con.execute(item[0], tuple(swap(v) for v in item[1]))
+    return time.perf_counter() - start
+
+
+def _floor(con: sqlite3.Connection, n: int) -> float:
+    con.execute("CREATE TABLE bare_floor (id CHAR(32) PRIMARY KEY, status VARCHAR(20), n INT)")
+    start = time.perf_counter()
+    for _ in range(n):
+        row_id = uuid.uuid4().hex
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("INSERT INTO bare_floor VALUES (?, 'queued', 1)", (row_id,))
+        con.execute("COMMIT")
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("UPDATE bare_floor SET status = 'completed' WHERE id = ?", (row_id,))
+        con.execute("COMMIT")
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--runs", type=int, default=500)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmpdir:
+        path, statements = _capture(Path(tmpdir))
+        con = sqlite3.connect(path, isolation_level=None)
+        # The same settings as runhq's engine (runhq/db/session.py).
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+        floor_s = _floor(con, args.runs)
+        run_s = _replay(con, statements, args.runs)
+        con.close()
+    print(
+        json.dumps(
+            {
+                "runs": args.runs,
+                "statements_per_run": sum(
+                    1 for s in statements if s and not s[0].startswith("BEGIN")
+                ),
+                "commits_per_run": statements.count(None),
+                "bare_floor_pair_us": round(floor_s / args.runs * 1e6, 1),
+                "bare_run_us": round(run_s / args.runs * 1e6, 1),
+                "ratio": round(run_s / floor_s, 2),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
