@@ -701,6 +701,10 @@ def costs_report(
             line.key, str(line.runs), f"{line.total_cost:.4f}", f"{line.average_cost:.4f}"
         )
     out.print(table)
+    for line in report.model_calls:
+        out.print(
+            f"model calls outside runs, {line.key}: {line.runs} calls, €{line.total_cost:.4f}"
+        )
 
 
 @costs_app.command("budget")

@@ -6,8 +6,8 @@ from pydantic import BaseModel, Field
 
 
 class CostLine(BaseModel):
-    key: str = Field(description="Run type or agent key.")
-    runs: int
+    key: str = Field(description="Run type or agent key; for model calls, who called.")
+    runs: int = Field(description="Runs; for model calls outside runs, calls.")
     total_cost: float
     average_cost: float
     estimated_total: float
@@ -24,11 +24,15 @@ class BudgetStatus(BaseModel):
 class CostReport(BaseModel):
     month: str = Field(description="YYYY-MM, in the business time zone.")
     currency: str = "EUR"
-    total_cost: float
-    estimated_total: float
+    total_cost: float = Field(description="Runs and model calls outside runs.")
+    estimated_total: float = Field(description="What the month's runs were estimated at.")
     runs: int
     by_run_type: list[CostLine]
     by_agent: list[CostLine]
+    model_calls: list[CostLine] = Field(
+        description="Model calls outside runs (the autopilot's decisions), by caller; counted "
+        "in total_cost and in the global budget."
+    )
     budgets: list[BudgetStatus]
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, case, func, select
 from sqlalchemy.orm import Session
 
 from runhq import clock
-from runhq.costs.models import GLOBAL_SCOPE, Budget
+from runhq.costs.models import GLOBAL_SCOPE, Budget, ModelUsage
 from runhq.costs.schemas import BudgetStatus, CostLine, CostReport
 from runhq.errors import BudgetExceeded, InvalidInput
 from runhq.runs.models import ACTIVE_STATUSES, Run, RunStatus
@@ -86,6 +86,67 @@ _SPEND = select(_SPENT, _RESERVED).where(*_IN_MONTH)
 _SPEND_OF_AGENT = _SPEND.where(Run.agent == bindparam("agent"))
 _SPEND_BY_AGENT = select(Run.agent, _SPENT, _RESERVED).where(*_IN_MONTH).group_by(Run.agent)
 
+# Model calls outside runs (model_usage), the same month.
+_USAGE_IN_MONTH = (
+    ModelUsage.workspace_id == bindparam("workspace_id"),
+    ModelUsage.created_at >= bindparam("start"),
+    ModelUsage.created_at < bindparam("end"),
+)
+_USAGE_LINES = (
+    select(ModelUsage.source, func.count(ModelUsage.id), func.sum(ModelUsage.cost_eur))
+    .where(*_USAGE_IN_MONTH)
+    .group_by(ModelUsage.source)
+)
+_USAGE_TOTAL = select(func.sum(ModelUsage.cost_eur)).where(*_USAGE_IN_MONTH)
+
+
+def create_model_usage(
+    session: Session,
+    workspace_id: uuid.UUID,
+    *,
+    source: str,
+    model: str,
+    tokens_in: int,
+    tokens_out: int,
+    cost_eur: float,
+) -> ModelUsage:
+    """Record what a model call outside a run cost (it counts in reports and budgets)."""
+    if not math.isfinite(cost_eur) or cost_eur < 0 or tokens_in < 0 or tokens_out < 0:
+        raise InvalidInput(
+            f"a model call costs a positive amount of tokens and euros, got {tokens_in} in, "
+            f"{tokens_out} out, €{cost_eur}",
+            details={"field": "cost_eur"},
+        )
+    usage = ModelUsage(
+        workspace_id=workspace_id,
+        source=source,
+        model=model,
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        cost_eur=cost_eur,
+        created_at=clock.now(),
+    )
+    session.add(usage)
+    return usage
+
+
+def _usage_lines(
+    session: Session, workspace_id: uuid.UUID, start: datetime, end: datetime
+) -> list[CostLine]:
+    """The month's model calls outside runs, by source."""
+    rows = session.execute(
+        _USAGE_LINES, {"workspace_id": workspace_id, "start": start, "end": end}
+    ).all()
+    totals = {str(source): [int(calls), _num(total), _num(total)] for source, calls, total in rows}
+    return _cost_lines(totals)
+
+
+def _usage_total(
+    session: Session, workspace_id: uuid.UUID, start: datetime, end: datetime
+) -> float:
+    params = {"workspace_id": workspace_id, "start": start, "end": end}
+    return _num(session.execute(_USAGE_TOTAL, params).scalar())
+
 
 def _lines(
     session: Session, workspace_id: uuid.UUID, start: datetime, end: datetime
@@ -129,6 +190,8 @@ def _spend(
     params: dict[str, object] = {"workspace_id": workspace_id, "start": start, "end": end}
     if agent is None:
         spent, reserved = session.execute(_SPEND, params).one()
+        # The workspace's spend includes its model calls outside runs (the autopilot).
+        spent = _num(spent) + _usage_total(session, workspace_id, start, end)
     else:
         spent, reserved = session.execute(_SPEND_OF_AGENT, {**params, "agent": agent}).one()
     return _num(spent), _num(reserved)
@@ -176,8 +239,15 @@ def _spend_by_agent(
 
 
 def get_budget_statuses(
-    session: Session, workspace_id: uuid.UUID, tz: str, month: str | None = None
+    session: Session,
+    workspace_id: uuid.UUID,
+    tz: str,
+    month: str | None = None,
+    *,
+    outside_runs: float | None = None,
 ) -> list[BudgetStatus]:
+    """Each budget's month. ``outside_runs``: the month's model calls outside runs, if the
+    caller has them already (else read here, for the global budget)."""
     _, start, end = month_bounds(month, tz)
     budgets = list_budgets(session, workspace_id)
     if not budgets:
@@ -187,7 +257,9 @@ def get_budget_statuses(
     statuses = []
     for budget in budgets:
         if budget.scope == GLOBAL_SCOPE:
-            spent = _num(sum(s for s, _ in by_agent.values()))
+            if outside_runs is None:
+                outside_runs = _usage_total(session, workspace_id, start, end)
+            spent = _num(sum(s for s, _ in by_agent.values()) + outside_runs)
             reserved = _num(sum(r for _, r in by_agent.values()))
         else:
             spent, reserved = by_agent.get(budget.scope, (0.0, 0.0))
@@ -235,12 +307,20 @@ def get_cost_report(
 ) -> CostReport:
     label, start, end = month_bounds(month, tz)
     by_type, by_agent = _lines(session, workspace_id, start, end)
+    outside_runs = _usage_lines(session, workspace_id, start, end)
     return CostReport(
         month=label,
-        total_cost=_num(sum(line.total_cost for line in by_type)),
+        total_cost=_num(sum(line.total_cost for line in [*by_type, *outside_runs])),
         estimated_total=_num(sum(line.estimated_total for line in by_type)),
         runs=sum(line.runs for line in by_type),
         by_run_type=by_type,
         by_agent=by_agent,
-        budgets=get_budget_statuses(session, workspace_id, tz, label),
+        model_calls=outside_runs,
+        budgets=get_budget_statuses(
+            session,
+            workspace_id,
+            tz,
+            label,
+            outside_runs=sum(line.total_cost for line in outside_runs),
+        ),
     )

@@ -138,6 +138,16 @@ def _agent_lines(lines: list[CostLine], registry: Registry, lang: str) -> list[d
     return views
 
 
+def _call_lines(lines: list[CostLine], tr: Translator) -> list[dict[str, Any]]:
+    """Model calls outside runs, by caller (the autopilot)."""
+    largest = max((line.total_cost for line in lines), default=0.0)
+    return [
+        # A caller this version has no name for is shown by its key.
+        _line_view(line, tr.catalog.get(f"costs.calls.sources.{line.key}", line.key), "", largest)
+        for line in lines
+    ]
+
+
 def _budget_view(
     budget: BudgetStatus, registry: Registry, tr: Translator, lang: str
 ) -> dict[str, Any]:
@@ -191,6 +201,8 @@ def costs_page(page: PageDep, month: str | None = None) -> HTMLResponse:
     shown = Month.parse(report.month)
     this_month = Month.parse(current)
     total, estimated = report.total_cost, report.estimated_total
+    # Estimates and averages are the runs' own: model calls outside runs have no estimate.
+    runs_total = sum(line.total_cost for line in report.by_run_type)
     return page.render(
         "costs.html",
         {
@@ -205,11 +217,12 @@ def costs_page(page: PageDep, month: str | None = None) -> HTMLResponse:
             "max_month": f"{costs.MAX_YEAR}-12",
             "total": total,
             "estimated": estimated,
-            "gap": total - estimated,
-            "gap_ratio": _ratio(total - estimated, estimated),
-            "average": total / report.runs if report.runs else None,
+            "gap": runs_total - estimated,
+            "gap_ratio": _ratio(runs_total - estimated, estimated),
+            "average": runs_total / report.runs if report.runs else None,
             "types": _type_lines(report.by_run_type, registry, lang),
             "agents": _agent_lines(report.by_agent, registry, lang),
+            "calls": _call_lines(report.model_calls, page.tr),
             "budgets": [
                 _budget_view(b, registry, page.tr, lang)
                 for b in sorted(report.budgets, key=lambda b: (b.scope != GLOBAL_SCOPE, b.scope))

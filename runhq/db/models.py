@@ -2,7 +2,7 @@
 
 from runhq.actions.models import CampaignDelivery, Contact
 from runhq.auth.models import ApiKey, Membership, User, Workspace
-from runhq.costs.models import Budget
+from runhq.costs.models import Budget, ModelUsage
 from runhq.db.base import Base
 from runhq.logs.models import StructuredLog
 from runhq.platforms.models import HealthCheck, Incident, Platform
@@ -19,6 +19,7 @@ __all__ = [
     "HealthCheck",
     "Incident",
     "Membership",
+    "ModelUsage",
     "Platform",
     "Run",
     "RunApproval",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -27,7 +27,7 @@ from runhq.auth.models import Role
 from runhq.auth.schemas import Actor
 from runhq.auth.service import require_role
 from runhq.costs import service as costs
-from runhq.errors import InvalidInput
+from runhq.errors import BudgetExceeded, InvalidInput
 from runhq.llm.gateway import Gateway, ModelUnavailable
 from runhq.llm.output import OutputInvalid
 from runhq.logs import service as logs
@@ -42,6 +42,8 @@ from runhq.scheduler.schemas import Decision
 from runhq.scheduler.service import due_firing, list_schedules, start_scheduled_run
 
 DECISION = "autopilot.decision"
+# Who the autopilot's model calls are billed to (model_usage.source).
+AUTOPILOT_SOURCE = "autopilot"
 ANSWER_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["jobs_to_run", "reasoning", "next_check_in_minutes"],
@@ -156,6 +158,8 @@ def read_decision(row: StructuredLog, *, snapshot: bool = False) -> Decision:
         run_ids=meta.get("run_ids", []),
         awaiting_approval=meta.get("awaiting_approval", []),
         error=meta.get("error"),
+        model_refused=meta.get("model_refused"),
+        model_call=meta.get("model_call"),
         snapshot=meta.get("snapshot") if snapshot else None,
     )
 
@@ -198,21 +202,34 @@ def _snapshot(
     }
 
 
+@dataclass
+class ModelCall:
+    """What the autopilot's model call consumed (billed as model usage outside runs)."""
+
+    model: str
+    tokens_in: int
+    tokens_out: int
+    cost_eur: float
+
+
 def _propose(
     gateway: Gateway,
     registry: Registry,
     snapshot: dict[str, Any],
     interval: int,
-) -> tuple[str, list[str], str, int, str | None]:
-    """(mode, jobs, reasoning, next_check_in_minutes, error)."""
-    if gateway.offline:
+    refusal: str | None,
+) -> tuple[str, list[str], str, int, str | None, ModelCall | None]:
+    """(mode, jobs, reasoning, next_check_in_minutes, error, model call)."""
+    if gateway.offline or refusal:
         due = [s["job_key"] for s in snapshot["schedules"] if s["enabled"] and s["due"]]
+        why = f"model not called: {refusal}" if refusal else "no model configured"
         return (
             "deterministic",
             due,
-            "Deterministic policy (no model configured): jobs due by cron and not run "
+            f"Deterministic policy ({why}): jobs due by cron and not run "
             f"since: {', '.join(due) or 'none'}.",
             interval,
+            None,
             None,
         )
     model = registry.run_types["DAILY_EXECUTIVE_BRIEF"].model
@@ -229,12 +246,19 @@ def _propose(
             parse=parse_answer,
         )
     except ModelUnavailable as exc:
+        # What the unusable answers consumed is billed all the same.
+        spent = (
+            ModelCall(exc.model or model, exc.tokens_in, exc.tokens_out, exc.cost)
+            if exc.tokens_in or exc.tokens_out or exc.cost
+            else None
+        )
         return (
             "model",
             [],
             f"No decision: the model's answer was unusable ({exc}).",
             interval,
             str(exc),
+            spent,
         )
     answer = completion.output
     return (
@@ -243,6 +267,9 @@ def _propose(
         answer["reasoning"],
         int(answer["next_check_in_minutes"]),
         None,
+        ModelCall(
+            completion.model_used, completion.tokens_in, completion.tokens_out, completion.cost_eur
+        ),
     )
 
 
@@ -252,6 +279,8 @@ class CycleInput:
     now: datetime
     interval_minutes: int
     snapshot: dict[str, Any]
+    # Why the model may not be called this cycle (the global budget is spent), if so.
+    model_refusal: str | None = None
 
 
 @dataclass
@@ -261,6 +290,7 @@ class Proposal:
     reasoning: str
     next_check_in_minutes: int
     error: str | None
+    model_call: ModelCall | None = None
 
 
 def prepare_cycle(
@@ -272,21 +302,29 @@ def prepare_cycle(
         return None
     now = clock.now()
     schedules = list_schedules(session, workspace_id)
+    refusal = None
+    try:
+        # The autopilot's own model calls count in the global budget: once it is spent,
+        # the cycle decides by the deterministic policy instead of calling the model.
+        costs.check_budget(session, workspace_id, agent=AUTOPILOT_SOURCE, estimate=0.0, tz=tz)
+    except BudgetExceeded as exc:
+        refusal = exc.message
     return CycleInput(
         workspace_id=workspace_id,
         now=now,
         interval_minutes=settings.interval_minutes,
         snapshot=_snapshot(session, workspace_id, schedules, now, tz),
+        model_refusal=refusal,
     )
 
 
 def propose_jobs(gateway: Gateway, registry: Registry, cycle: CycleInput) -> Proposal:
     """Ask the model (or the deterministic policy). No database access: the caller holds
     no transaction during the model call."""
-    mode, jobs, reasoning, next_check, error = _propose(
-        gateway, registry, cycle.snapshot, cycle.interval_minutes
+    mode, jobs, reasoning, next_check, error, call = _propose(
+        gateway, registry, cycle.snapshot, cycle.interval_minutes, cycle.model_refusal
     )
-    return Proposal(mode, jobs, reasoning, next_check, error)
+    return Proposal(mode, jobs, reasoning, next_check, error, call)
 
 
 def apply_cycle(
@@ -336,6 +374,17 @@ def apply_cycle(
             # Started, not carried out: it waits in pending_approval for an owner.
             awaiting.append(job_key)
     next_check = max(1, min(proposal.next_check_in_minutes, 1440))
+    call = proposal.model_call
+    if call is not None:
+        costs.create_model_usage(
+            session,
+            cycle.workspace_id,
+            source=AUTOPILOT_SOURCE,
+            model=call.model,
+            tokens_in=call.tokens_in,
+            tokens_out=call.tokens_out,
+            cost_eur=call.cost_eur,
+        )
     if settings.id is not None and settings.enabled:
         settings.last_cycle_at = now
         settings.next_cycle_at = now + timedelta(minutes=next_check)
@@ -355,6 +404,8 @@ def apply_cycle(
             "paris_hour": cycle.snapshot["paris_hour"],
             "next_check_in_minutes": next_check,
             "error": proposal.error,
+            "model_refused": cycle.model_refusal,
+            "model_call": asdict(call) if call is not None else None,
             "snapshot": cycle.snapshot,
         },
     )

@@ -76,6 +76,13 @@ class Rejection(BaseModel):
     reason: str
 
 
+class ModelCallOut(BaseModel):
+    model: str
+    tokens_in: int
+    tokens_out: int
+    cost_eur: float
+
+
 class Decision(BaseModel):
     id: uuid.UUID
     created_at: datetime
@@ -91,6 +98,12 @@ class Decision(BaseModel):
         default_factory=list, description="Accepted gated jobs: started, waiting for an owner."
     )
     error: str | None = Field(None, description="Why the model's answer was unusable.")
+    model_refused: str | None = Field(
+        None, description="Why the model was not called (the global budget is spent)."
+    )
+    model_call: ModelCallOut | None = Field(
+        None, description="What the model call cost (billed as a model call outside runs)."
+    )
     snapshot: dict[str, Any] | None = None
 
 

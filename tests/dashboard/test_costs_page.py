@@ -317,9 +317,49 @@ def test_queries_do_not_grow_with_runs(
     log_in(client, team.emails[Role.owner])
     one, fifty = _count(client, db_engine, "2026-09"), _count(client, db_engine, "2026-08")
     assert one == fifty
-    assert one <= 15, one
+    assert one <= 16, one  # the month's model calls outside runs are one of them
     # Budgets for several agents are read together.
     for agent in ("CTO", "CMO", "CFO"):
         costs.set_budget(session, team.workspace_id, scope=agent, monthly_limit_eur=5.0)
     session.commit()
     assert _count(client, db_engine, "2026-08") == fifty
+
+
+def test_model_calls_outside_runs_have_their_own_section(
+    client: TestClient, session: Session, runtime: Runtime, team: Team
+) -> None:
+    _history(session, runtime, team)
+    for cost in (0.25, 0.05):
+        costs.create_model_usage(
+            session,
+            team.workspace_id,
+            source="autopilot",
+            model="gemini-2.5-pro",
+            tokens_in=1000,
+            tokens_out=50,
+            cost_eur=cost,
+        )
+    session.commit()
+    report = costs.get_cost_report(session, team.workspace_id, tz=runtime.settings.timezone)
+    html = _page(client, team)
+    fr = Translator("fr")
+    # The total has the calls; the estimate's gap and the average per run are the runs' own.
+    assert _value(html, "total") == fr.money(report.total_cost) == f"1,85{NBSP}€"
+    assert _value(html, "average") == fr.money((report.total_cost - 0.30) / report.runs)
+    section = html[html.index('data-section="calls"') :]
+    assert "Appels au modèle hors runs" in section
+    assert "Autopilote" in section
+    assert "2 appels" in section
+    assert f"0,30{NBSP}€" in section
+    assert 'data-value="estimated"' not in section  # a call has no estimate
+    client.cookies.set("runhq_lang", "en")
+    english = _page(client, team)
+    assert "Model calls outside runs" in english
+    assert "2 calls" in english
+
+
+def test_no_model_calls_no_section(
+    client: TestClient, session: Session, runtime: Runtime, team: Team
+) -> None:
+    _history(session, runtime, team)
+    assert 'data-section="calls"' not in _page(client, team)

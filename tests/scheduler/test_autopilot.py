@@ -267,3 +267,71 @@ def test_the_scheduler_runs_autopilot_cycles_outside_the_model_call(
     assert entry.meta["accepted"] == ["brief"]
     assert entry.meta["next_check_in_minutes"] == 30
     assert seen_in_transaction == [False]
+
+
+def test_the_autopilots_model_calls_are_billed(
+    session: Session, online: Runtime, team: Team, fake: FakeOpenAI
+) -> None:
+    with FrozenClock(T0):
+        _setup(session, online, team)
+        answer = {"jobs_to_run": [], "reasoning": "Nothing needed.", "next_check_in_minutes": 30}
+        fake.enqueue_content(json.dumps(answer))
+        entry = _cycle(session, online, team)
+        report = costs.get_cost_report(session, team.workspace_id, tz="Europe/Paris")
+    call = entry.meta["model_call"]
+    assert call["model"] == online.registry.run_types["DAILY_EXECUTIVE_BRIEF"].model
+    assert call["tokens_in"] > 0
+    assert call["tokens_out"] > 0
+    assert call["cost_eur"] > 0
+    [line] = report.model_calls
+    assert (line.key, line.runs) == ("autopilot", 1)
+    assert line.total_cost == pytest.approx(call["cost_eur"], abs=1e-6)  # reports round to µ€
+    runs_total = sum(line.total_cost for line in report.by_run_type)
+    assert report.total_cost == pytest.approx(runs_total + call["cost_eur"], abs=1e-6)
+    decision = autopilot.read_decision(entry)  # what /api/v1/autopilot/decisions returns
+    assert decision.model_call is not None
+    assert decision.model_call.cost_eur == call["cost_eur"]
+    assert decision.model_refused is None
+
+
+def test_unusable_answers_are_billed_too(
+    session: Session, online: Runtime, team: Team, fake: FakeOpenAI
+) -> None:
+    with FrozenClock(T0):
+        _setup(session, online, team)
+        fake.enqueue_content("{not json")
+        fake.enqueue_content('{"jobs_to_run": "brief"}')
+        entry = _cycle(session, online, team)
+        report = costs.get_cost_report(session, team.workspace_id, tz="Europe/Paris")
+    assert entry.meta["error"]
+    assert entry.meta["model_call"]["tokens_in"] > 0
+    assert [(line.key, line.runs) for line in report.model_calls] == [("autopilot", 1)]
+
+
+def test_a_spent_global_budget_stops_the_model_calls(
+    session: Session, online: Runtime, team: Team, fake: FakeOpenAI
+) -> None:
+    with FrozenClock(T0):
+        _setup(session, online, team)
+        costs.create_model_usage(
+            session,
+            team.workspace_id,
+            source="autopilot",
+            model="gemini-2.5-pro",
+            tokens_in=100,
+            tokens_out=10,
+            cost_eur=2.0,
+        )
+        costs.set_budget(session, team.workspace_id, scope="global", monthly_limit_eur=1.0)
+        session.commit()
+        calls_before = len(fake.chat_requests)
+        entry = _cycle(session, online, team)
+    assert len(fake.chat_requests) == calls_before  # nothing reached the model
+    meta = entry.meta
+    assert meta["mode"] == "deterministic"
+    assert "budget" in meta["model_refused"]
+    assert "model not called" in meta["reasoning"]
+    assert meta["model_call"] is None
+    assert autopilot.read_decision(entry).model_refused == meta["model_refused"]
+    # The schedules were created at T0: nothing is due by cron yet, so nothing runs.
+    assert meta["jobs_to_run"] == []
