@@ -110,3 +110,10 @@ class CsrfRejected(RunhqError):
 
     code = "csrf_rejected"
     status = 403
+
+
+class LeaseLost(RunhqError):
+    """This scheduler's lease expired or was taken over: its pending writes are refused."""
+
+    code = "lease_lost"
+    status = 409

@@ -327,6 +327,22 @@ def propose_jobs(gateway: Gateway, registry: Registry, cycle: CycleInput) -> Pro
     return Proposal(mode, jobs, reasoning, next_check, error, call)
 
 
+def record_model_call(session: Session, cycle: CycleInput, proposal: Proposal) -> None:
+    """Bill the cycle's model call, if it made one. Separate from ``apply_cycle``: the money
+    is spent even when the decision is then refused (a leader that lost its lease)."""
+    call = proposal.model_call
+    if call is not None:
+        costs.create_model_usage(
+            session,
+            cycle.workspace_id,
+            source=AUTOPILOT_SOURCE,
+            model=call.model,
+            tokens_in=call.tokens_in,
+            tokens_out=call.tokens_out,
+            cost_eur=call.cost_eur,
+        )
+
+
 def apply_cycle(
     session: Session,
     registry: Registry,
@@ -375,16 +391,6 @@ def apply_cycle(
             awaiting.append(job_key)
     next_check = max(1, min(proposal.next_check_in_minutes, 1440))
     call = proposal.model_call
-    if call is not None:
-        costs.create_model_usage(
-            session,
-            cycle.workspace_id,
-            source=AUTOPILOT_SOURCE,
-            model=call.model,
-            tokens_in=call.tokens_in,
-            tokens_out=call.tokens_out,
-            cost_eur=call.cost_eur,
-        )
     if settings.id is not None and settings.enabled:
         settings.last_cycle_at = now
         settings.next_cycle_at = now + timedelta(minutes=next_check)
@@ -432,6 +438,7 @@ def run_cycle(
     if cycle is None:
         return None
     proposal = propose_jobs(gateway, registry, cycle)
+    record_model_call(session, cycle, proposal)
     return apply_cycle(
         session,
         registry,

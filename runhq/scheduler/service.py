@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -20,7 +20,14 @@ from runhq import clock
 from runhq.auth.models import Role
 from runhq.auth.schemas import Actor, system_actor
 from runhq.auth.service import require_role
-from runhq.errors import AlreadyExists, BudgetExceeded, DuplicateRun, NotFound, RunhqError
+from runhq.errors import (
+    AlreadyExists,
+    BudgetExceeded,
+    DuplicateRun,
+    LeaseLost,
+    NotFound,
+    RunhqError,
+)
 from runhq.logs import service as logs
 from runhq.logs.schemas import LogLevel, LogSource
 from runhq.registry.service import Registry
@@ -72,6 +79,35 @@ def acquire_lease(session: Session, *, name: str, holder: str, ttl: timedelta) -
         if not taken.rowcount:  # type: ignore[attr-defined]
             return None
     return session.scalar(select(SchedulerLease.token).where(SchedulerLease.name == name))
+
+
+_HELD = select(SchedulerLease.name).where(
+    SchedulerLease.name == bindparam("name"),
+    SchedulerLease.holder == bindparam("holder"),
+    SchedulerLease.token == bindparam("token"),
+    SchedulerLease.expires_at > bindparam("now"),
+)
+
+
+def check_lease(session: Session, *, name: str, holder: str, token: int) -> None:
+    """The fence: refuse (``LeaseLost``) unless ``holder`` still holds ``name`` with ``token``.
+
+    Called first in each transaction a leader writes in, so a leader that paused past its
+    lease (and was replaced) cannot write afterwards. On PostgreSQL the lease row is locked
+    FOR SHARE until the transaction ends, so the lease cannot change hands in between; on
+    SQLite the transaction already holds the database's write lock.
+    """
+    held = session.execute(
+        _HELD.with_for_update(read=True)
+        if session.get_bind().dialect.name == "postgresql"
+        else _HELD,
+        {"name": name, "holder": holder, "token": token, "now": clock.now()},
+    ).first()
+    if held is None:
+        raise LeaseLost(
+            f"the {name} lease is no longer held by {holder} with token {token}",
+            details={"lease": name, "token": token},
+        )
 
 
 def release_lease(session: Session, *, name: str, holder: str) -> None:

@@ -13,18 +13,28 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from sqlalchemy.orm import Session
+
 from runhq import clock
 from runhq.db.session import transaction
+from runhq.errors import LeaseLost
 from runhq.logs import service as logs
 from runhq.logs.schemas import LogLevel, LogSource
 from runhq.platforms.tasks import run_due_checks
 from runhq.runs import service as runs
 from runhq.runtime import Runtime
 from runhq.scheduler import autopilot
-from runhq.scheduler.service import acquire_lease, fire_due_schedules, release_lease
+from runhq.scheduler.service import (
+    acquire_lease,
+    check_lease,
+    fire_due_schedules,
+    release_lease,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +63,7 @@ class Scheduler:
         self._last_reap = clock.now() - REAP_EVERY
         self._last_purge = clock.now() - PURGE_EVERY
         self._stop = threading.Event()
+        self._token = 0  # the fencing token of the lease this tick holds
 
     @property
     def _ttl(self) -> timedelta:
@@ -66,6 +77,7 @@ class Scheduler:
         if token is None:
             return TickReport(leader=False)
         report = TickReport(leader=True, token=token)
+        self._token = token
         self._step(report, "schedules", self._fire_schedules)
         self._step(report, "autopilot", self._autopilot)
         self._step(report, "health", self._health)
@@ -80,16 +92,27 @@ class Scheduler:
             self._step(report, "purge", self._purge)
         return report
 
+    @contextmanager
+    def _fenced(self) -> Iterator[Session]:
+        """A transaction for the leader's writes, refused if the lease changed hands since
+        this tick took it (the fencing token is checked inside the transaction)."""
+        with transaction(self.runtime.sessions) as session:
+            check_lease(session, name=LEASE, holder=self.holder, token=self._token)
+            yield session
+
     def _step(self, report: TickReport, name: str, fn: object) -> None:
         try:
             fn(report)  # type: ignore[operator]
+        except LeaseLost as exc:  # replaced while this tick ran: stop writing, say so
+            logger.warning("scheduler job %s refused: %s", name, exc.message)
+            report.errors.append(f"{name}: lease lost")
         except Exception as exc:  # one failing job must not stop the others
             logger.exception("scheduler job %s failed", name)
             report.errors.append(f"{name}: {type(exc).__name__}")
 
     def _fire_schedules(self, report: TickReport) -> None:
         rt = self.runtime
-        with transaction(rt.sessions) as session:
+        with self._fenced() as session:
             fired = fire_due_schedules(
                 session,
                 rt.registry,
@@ -115,7 +138,9 @@ class Scheduler:
                 continue
             # No transaction is open during the model call (SQLite's write lock included).
             proposal = autopilot.propose_jobs(rt.gateway, rt.registry, cycle)
-            with transaction(rt.sessions) as session:
+            with transaction(rt.sessions) as session:  # spent whoever leads now: not fenced
+                autopilot.record_model_call(session, cycle, proposal)
+            with self._fenced() as session:
                 autopilot.apply_cycle(
                     session,
                     rt.registry,
@@ -133,7 +158,7 @@ class Scheduler:
 
     def _reap(self, report: TickReport) -> None:
         rt = self.runtime
-        with transaction(rt.sessions) as session:
+        with self._fenced() as session:
             reaped = runs.reap_stuck_runs(
                 session,
                 rt.registry,
@@ -166,7 +191,7 @@ class Scheduler:
 
     def _purge(self, report: TickReport) -> None:
         rt = self.runtime
-        with transaction(rt.sessions) as session:
+        with self._fenced() as session:
             report.purged, _ = logs.purge_logs(
                 session, older_than_days=rt.settings.log_retention_days
             )

@@ -267,6 +267,9 @@ def test_the_scheduler_runs_autopilot_cycles_outside_the_model_call(
     assert entry.meta["accepted"] == ["brief"]
     assert entry.meta["next_check_in_minutes"] == 30
     assert seen_in_transaction == [False]
+    with FrozenClock(T0):  # the scheduler's path bills the call too
+        report_ = costs.get_cost_report(session, team.workspace_id, tz="Europe/Paris")
+    assert [(line.key, line.runs) for line in report_.model_calls] == [("autopilot", 1)]
 
 
 def test_the_autopilots_model_calls_are_billed(

@@ -10,10 +10,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from runhq.clock import FrozenClock
+from runhq.errors import LeaseLost
 from runhq.runs.models import Run
 from runhq.runtime import Runtime
 from runhq.scheduler import service
 from runhq.scheduler.models import Schedule
+from runhq.scheduler.tasks import Scheduler, TickReport
 from tests.conftest import Team, bearer
 
 
@@ -224,3 +226,51 @@ def test_enabling_an_enabled_schedule_keeps_its_missed_firing(
         )
         fired = _tick(session, runtime)
     assert [f.at for f in fired] == [datetime(2026, 11, 2, 9, 0, tzinfo=UTC)]
+
+
+def test_the_fence_refuses_a_stale_token_holder_or_lease(session: Session) -> None:
+    t0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+    ttl = timedelta(seconds=30)
+    with FrozenClock(t0) as clock:
+        token = service.acquire_lease(session, name="test", holder="a", ttl=ttl)
+        assert token == 1
+        service.check_lease(session, name="test", holder="a", token=1)
+        for holder, stale in (("a", 2), ("b", 1)):
+            with pytest.raises(LeaseLost):
+                service.check_lease(session, name="test", holder=holder, token=stale)
+        clock.advance(ttl)  # expired, even before anyone takes it over
+        with pytest.raises(LeaseLost):
+            service.check_lease(session, name="test", holder="a", token=1)
+        with pytest.raises(LeaseLost):
+            service.check_lease(session, name="never-taken", holder="a", token=1)
+
+
+def test_a_replaced_leader_cannot_fire_schedules(
+    session: Session, runtime: Runtime, team: Team
+) -> None:
+    t0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
+    a, b = Scheduler(runtime, holder="a"), Scheduler(runtime, holder="b")
+    with FrozenClock(t0) as clock:
+        assert a.tick().token == 1
+        # a stalls (a long pause) past its lease; b takes over.
+        clock.advance(timedelta(seconds=runtime.settings.scheduler_lease_seconds + 1))
+        assert b.tick().token == 2
+        with FrozenClock(t0 - timedelta(hours=1)):  # created an hour ago: due now
+            service.create_schedule(
+                session,
+                team.admin,
+                runtime.registry,
+                job_key="hourly-seo",
+                run_type="SEO_AUDIT",
+                cron="0 * * * *",
+                timezone="UTC",
+            )
+        session.commit()
+        # a resumes the tick it had started, with the token it had: refused, nothing fired.
+        report = TickReport(leader=True, token=1)
+        a._step(report, "schedules", a._fire_schedules)
+        assert report.errors == ["schedules: lease lost"]
+        assert report.fired == 0
+        assert session.scalar(select(func.count(Run.id))) == 0
+        assert b.tick().fired == 1  # the leader fires it, once
+    assert session.scalar(select(func.count(Run.id))) == 1
