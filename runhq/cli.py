@@ -1164,7 +1164,10 @@ def platforms_check(
     with _unit_of_work() as (_, session), httpx.Client() as client:
         actor = _actor(session, user)
         platform = platforms.get_platform(session, actor.workspace_id, key)
-        platforms.check_platform(session, client, platform)
+        session.commit()  # nothing held while the endpoint answers (see the API's check)
+        results = platforms.probe_platform(client, platform)
+        if results:
+            platforms.record_check(session, platform, results)
         item = to_out(session, actor, [platform])[0].model_dump(mode="json")
     if as_json:
         _print_json(item)

@@ -114,8 +114,14 @@ def delete_platform(key: str, session: SessionDep, actor: ActorDep) -> Response:
 def check_now(key: str, session: SessionDep, actor: ActorDep) -> PlatformOut:
     require_role(actor, Role.operator, "checking a platform")
     platform = service.get_platform(session, actor.workspace_id, key)
+    # End the request's reads before probing: a slow endpoint must not hold the database
+    # (SQLite's write lock) for its whole timeout. The result is written in a new transaction,
+    # committed by the request as usual.
+    session.commit()
     with httpx.Client(headers={"User-Agent": "runhq-health"}) as client:
-        service.check_platform(session, client, platform)
+        results = service.probe_platform(client, platform)
+    if results:
+        service.record_check(session, platform, results)
     return to_out(session, actor, [platform])[0]
 
 

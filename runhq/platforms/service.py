@@ -213,8 +213,15 @@ def record_check(
     return None
 
 
+def probe_platform(client: httpx.Client, platform: Platform) -> list[tuple[str, dict[str, Any]]]:
+    """Probe each of the platform's health URLs; no database access (call it outside any
+    transaction: a slow endpoint must not hold SQLite's write lock)."""
+    return [(url, probe(client, platform, url)) for url in platform.health_urls]
+
+
 def check_platform(session: Session, client: httpx.Client, platform: Platform) -> Incident | None:
-    results = [(url, probe(client, platform, url)) for url in platform.health_urls]
+    """Probe and record in the caller's transaction (an on-demand check of one platform)."""
+    results = probe_platform(client, platform)
     if not results:
         return None
     return record_check(session, platform, results)

@@ -12,11 +12,18 @@ class FakeHealth:
         self.status = 200
         self.body = "ok"
         self.hits = 0
+        # When set: a request signals ``arrived`` and waits for ``release`` before answering.
+        self.hold = False
+        self.arrived = threading.Event()
+        self.release = threading.Event()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - stdlib name
                 fake.hits += 1
+                if fake.hold:
+                    fake.arrived.set()
+                    fake.release.wait(30)
                 payload = fake.body.encode()
                 self.send_response(fake.status)
                 self.send_header("Content-Type", "text/plain")
