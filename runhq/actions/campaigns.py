@@ -26,6 +26,7 @@ from runhq.auth.schemas import Actor
 from runhq.auth.service import check_email, require_role
 from runhq.config import Settings
 from runhq.db.session import transaction
+from runhq.runs import service as runs
 from runhq.runs.models import Run
 
 
@@ -144,6 +145,7 @@ def send_campaign(
         campaign_id = campaign_of(session, run)
         plan = run.plan or {}
         workspace_id = run.workspace_id
+        claim_token = run.claim_token
         audience = select(Contact.id).where(
             Contact.workspace_id == workspace_id,
             Contact.consent.is_(True),
@@ -170,8 +172,9 @@ def send_campaign(
     subject = str(plan.get("subject") or (run.params or {}).get("subject") or "")
     text = str(plan.get("message") or "")
     sent = failed = 0
+    stopped: str | None = None
     with SmtpSender(config, ssl_context=context) as sender:
-        while True:
+        while stopped is None:
             with transaction(sessions) as session:
                 rows = session.execute(
                     select(
@@ -189,6 +192,11 @@ def send_campaign(
                 break
             for delivery_id, email, token, contact_id in rows:
                 with transaction(sessions) as session:  # claimed before the send
+                    # Before every message: an owner's cancel stops the campaign here (the
+                    # rest stays pending), and a worker whose claim was lost sends no more.
+                    stopped = runs.get_stop_reason(session, run_id, claim_token)
+                    if stopped is not None:
+                        break
                     claimed = session.execute(
                         update(CampaignDelivery)
                         .where(
@@ -236,6 +244,19 @@ def send_campaign(
             .group_by(CampaignDelivery.status)
         ).all()
         totals: dict[str, int] = {str(st): int(n) for st, n in rows_by_status}
+    if stopped is not None:
+        return ActionResult(
+            ok=False,
+            summary=f"stopped ({stopped}) after {sent} emails sent by this run; campaign "
+            f"totals {totals}",
+            details={
+                "campaign_id": str(campaign_id),
+                "sent_by_this_run": sent,
+                "failed_by_this_run": failed,
+                "totals": totals,
+                "stopped": stopped,
+            },
+        )
     return ActionResult(
         ok=failed == 0,
         summary=f"{sent} emails sent by this run; campaign totals {totals}",

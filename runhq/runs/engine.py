@@ -382,14 +382,22 @@ class Engine:
         except StaleTransition:
             if session is not None:
                 session.rollback()
+        if session is not None:
+            # The rollback expired the loaded run: it is re-read in the same session (another
+            # connection would wait for this one's lock on SQLite).
+            settled = self._settle(session, run, values)
+            session.commit()
+            return settled
         with self._write() as conn:
-            current = refresh_state(conn, run)
-            if current != RunStatus.running:
-                logger.warning(
-                    "run %s was %s while this worker ran it (claim lost)", run.id, current
-                )
-            elif run.cancel_requested:
-                values["error"] = "cancelled while running"
-                transition(conn, run, RunStatus.cancelled, values=values)
-                return RunStatus.cancelled
+            return self._settle(conn, run, values)
+
+    def _settle(self, conn: Session | Connection, run: AnyRun, values: dict[str, Any]) -> RunStatus:
+        """After losing the final compare-and-set: a cancel wins, a lost claim is left."""
+        current = refresh_state(conn, run)
+        if current != RunStatus.running:
+            logger.warning("run %s was %s while this worker ran it (claim lost)", run.id, current)
+        elif run.cancel_requested:
+            values["error"] = "cancelled while running"
+            transition(conn, run, RunStatus.cancelled, values=values)
+            return RunStatus.cancelled
         return current

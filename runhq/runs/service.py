@@ -550,6 +550,24 @@ def cancel_run(session: Session, actor: Actor, run_id: uuid.UUID) -> Run:
     return run
 
 
+_CONTROL = select(Run.status, Run.cancel_requested, Run.claim_token).where(
+    Run.id == bindparam("run_id")
+)
+
+
+def get_stop_reason(
+    session: Session, run_id: uuid.UUID, claim_token: uuid.UUID | None
+) -> str | None:
+    """Why the worker acting for a running run must stop now, or None to go on: a cancel
+    was requested, or its claim was lost (the run was reaped or finished elsewhere)."""
+    row = session.execute(_CONTROL, {"run_id": run_id}).first()
+    if row is None or row.status != RunStatus.running.value or row.claim_token != claim_token:
+        return "claim lost: the run is no longer running under this worker's claim"
+    if row.cancel_requested:
+        return "cancel requested"
+    return None
+
+
 def retry_run(
     session: Session,
     actor: Actor,
@@ -972,7 +990,13 @@ def reap_stuck_runs(
         if now - beat > heartbeat_timeout:
             seconds = int((now - beat).total_seconds())
             reason = f"worker lost: no heartbeat for {seconds} s"
-        elif run.started_at is not None and now - run.started_at > timeout + grace:
+        elif (
+            # An act phase lasts as long as its work (a campaign, its audience): while its
+            # worker beats, it is alive; it checks for a cancel between deliveries.
+            run.phase != "act"
+            and run.started_at is not None
+            and now - run.started_at > timeout + grace
+        ):
             reason = f"timeout: still running after {int(timeout.total_seconds())} s"
         else:
             continue

@@ -14,11 +14,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from runhq.actions import campaigns
 from runhq.actions.models import CampaignDelivery, Contact
+from runhq.db.migrate import upgrade
+from runhq.db.session import build_engine, make_session_factory, transaction
 from runhq.runs import service as runs
 from runhq.runs.models import Run, RunStatus
 from runhq.runs.state import transition
 from runhq.runtime import Runtime
-from tests.conftest import Team, make_runtime, make_settings
+from tests.conftest import Team, make_runtime, make_settings, make_team
 from tests.fakes.smtp_server import FakeSmtp
 
 N = 500
@@ -239,3 +241,82 @@ def test_an_http_public_url_refuses_before_sending_anything(
     session.refresh(run)
     assert "must be https" in (run.error or "")
     assert smtp.messages == []
+
+
+def test_an_owner_stops_a_campaign_mid_way(
+    tmp_path: Path, fresh_database_url: str, smtp: FakeSmtp
+) -> None:
+    # Real connections (the owner's cancel comes from another one while the worker sends).
+    db = build_engine(fresh_database_url)
+    upgrade(db)
+    try:
+        sessions = make_session_factory(db)
+        ca = tmp_path / "smtp-ca.pem"
+        ca.write_bytes(smtp.cert_pem)
+        settings = make_settings(
+            tmp_path,
+            fresh_database_url,
+            smtp_host="localhost",
+            smtp_port=smtp.port,
+            smtp_username=smtp.username,
+            smtp_password=smtp.password,
+            smtp_sender="news@example.com",
+            smtp_ca_file=ca,
+            public_base_url="https://hq.example.com",
+        )
+        mailer = make_runtime(settings, sessions, db)
+        with sessions() as session:
+            team = make_team(session)
+            session.commit()
+            _contacts(session, team)
+            run = _approved_campaign(mailer, session, team)
+
+        def cancel_after_ten(count: int) -> None:
+            # The owner presses "cancel" while the tenth message is being accepted (the
+            # worker waits for the server's answer meanwhile).
+            if count == 10:
+                with transaction(sessions) as other:
+                    runs.cancel_run(other, team.owner, run.id)
+
+        smtp.on_message = cancel_after_ten
+        assert mailer.engine.execute(run.id) == RunStatus.cancelled
+        assert len(smtp.messages) == 10  # not one more after the cancel
+        with sessions() as session:
+            done = session.get(Run, run.id)
+            assert done is not None
+            assert done.action_result is not None
+            assert done.action_result["stopped"] == "cancel requested"
+            assert done.action_result["totals"] == {"sent": 10, "pending": N - 10}
+            assert "stopped (cancel requested) after 10 emails" in (done.executive_summary or "")
+    finally:
+        db.dispose()
+
+
+def test_a_beating_campaign_outlives_its_run_types_timeout(
+    mailer: Runtime, session: Session, team: Team
+) -> None:
+    from datetime import timedelta
+
+    from runhq import clock
+    from runhq.clock import FrozenClock
+
+    _contacts(session, team)
+    run = _approved_campaign(mailer, session, team)
+    timeout = timedelta(seconds=mailer.registry.run_types["MASS_EMAIL_CAMPAIGN"].timeout_seconds)
+    start = clock.now()
+    with FrozenClock(start) as frozen:
+        transition(session, run, RunStatus.running, values={"heartbeat_at": start})
+        session.commit()
+        frozen.advance(timeout * 3)
+        run.heartbeat_at = clock.now()  # its worker beats: alive, however long it sends
+        session.commit()
+        assert (
+            runs.reap_stuck_runs(session, mailer.registry, heartbeat_timeout=timedelta(seconds=60))
+            == []
+        )
+        frozen.advance(timedelta(seconds=61))  # no beat for a minute: the worker is gone
+        [(reaped, reason)] = runs.reap_stuck_runs(
+            session, mailer.registry, heartbeat_timeout=timedelta(seconds=60)
+        )
+    assert reaped.id == run.id
+    assert reason.startswith("worker lost")

@@ -32,6 +32,7 @@ import ipaddress
 import ssl
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
@@ -118,6 +119,9 @@ class FakeSmtp:
         #: (mechanism, login, success) of every AUTH attempt.
         self.auth_attempts: list[tuple[str, str, bool]] = []
         self.cert_pem = b""
+        #: Called with the number of messages received so far, after each one is stored and
+        #: before it is acknowledged (the client waits meanwhile).
+        self.on_message: Callable[[int], None] | None = None
         self._scripts: list[_Script] = []
         self._lock = threading.Lock()
         self._controller: _Controller | None = None
@@ -283,6 +287,9 @@ class _Handler:
         )
         with self.fake._lock:
             self.fake.messages.append(received)
+            count = len(self.fake.messages)
+        if self.fake.on_message is not None:
+            self.fake.on_message(count)
         return "250 2.0.0 Message accepted for delivery"
 
 
