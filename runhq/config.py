@@ -165,6 +165,23 @@ class Settings(BaseSettings):
         30, ge=1, description="Structured logs older than this are purged (seed 001: 30 days)."
     )
     jwt_ttl_minutes: int = Field(60, ge=1, le=7 * 24 * 60, description="Lifetime of a JWT.")
+    login_max_failures: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description="Failed password logins allowed for one email within the login window; "
+        "then its logins are refused (429) until the window has passed.",
+    )
+    login_max_failures_per_address: int = Field(
+        30,
+        ge=1,
+        le=100_000,
+        description="Failed password logins allowed from one IP address within the login "
+        "window, whatever the emails (password spraying); then refused (429).",
+    )
+    login_window_minutes: int = Field(
+        15, ge=1, le=24 * 60, description="The window the login throttle counts failures in."
+    )
     session_ttl_minutes: int = Field(
         720,
         ge=5,

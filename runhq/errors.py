@@ -112,6 +112,13 @@ class CsrfRejected(RunhqError):
     status = 403
 
 
+class TooManyLoginAttempts(RunhqError):
+    """Too many failed logins for this account or from this address lately."""
+
+    code = "too_many_login_attempts"
+    status = 429
+
+
 class LeaseLost(RunhqError):
     """This scheduler's lease expired or was taken over: its pending writes are refused."""
 

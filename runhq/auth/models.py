@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from runhq.db.base import Base, CreatedAtMixin, IdMixin
@@ -58,3 +58,19 @@ class ApiKey(IdMixin, CreatedAtMixin, Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class LoginFailure(IdMixin, CreatedAtMixin, Base):
+    """A failed password login, kept for the throttle's window (then purged): how many times
+    an account, or an address, got its password wrong lately."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (
+        Index("ix_login_failures_email_created", "email", "created_at"),
+        Index("ix_login_failures_address_created", "address", "created_at"),
+    )
+
+    # As typed (lower-cased), whether or not such a user exists.
+    email: Mapped[str] = mapped_column(String(320))
+    # The client's IP address as the server saw it.
+    address: Mapped[str] = mapped_column(String(45))

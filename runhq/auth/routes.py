@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, Field
 
 from runhq.auth import service
 from runhq.auth.models import User
 from runhq.auth.schemas import ApiKeyCreated, ApiKeyOut, Me, Token
+from runhq.errors import NotAuthenticated
 from runhq.web.deps import ActorDep, RuntimeDep, SessionDep
 from runhq.web.errors import ERROR_RESPONSES
 
@@ -21,10 +22,21 @@ router = APIRouter(prefix="/auth", tags=["auth"], responses=ERROR_RESPONSES)
 @router.post("/token", response_model=Token, summary="Log in: email + password → JWT")
 def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    request: Request,
     runtime: RuntimeDep,
     session: SessionDep,
 ) -> Token:
-    actor = service.authenticate(session, email=form.username, password=form.password)
+    try:
+        actor = service.log_in(
+            session,
+            email=form.username,
+            password=form.password,
+            address=service.client_address(request),
+            throttle=service.get_login_throttle(runtime.settings),
+        )
+    except NotAuthenticated:
+        session.commit()  # the failed attempt counts, although this request fails
+        raise
     ttl = runtime.settings.jwt_ttl_minutes
     token = service.issue_token(actor, secret=runtime.settings.get_secret_key(), ttl_minutes=ttl)
     return Token(access_token=token, expires_in=ttl * 60)

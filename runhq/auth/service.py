@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import secrets
 import uuid
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import timedelta
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import Integer, bindparam, delete, select
 from sqlalchemy.orm import Session
+from starlette.requests import Request
 
 from runhq import clock
-from runhq.auth.models import ApiKey, Membership, Role, User, Workspace
+from runhq.auth.models import ApiKey, LoginFailure, Membership, Role, User, Workspace
 from runhq.auth.schemas import Actor
-from runhq.errors import AlreadyExists, InvalidInput, NotAuthenticated, NotFound, PermissionDenied
+from runhq.config import Settings
+from runhq.errors import (
+    AlreadyExists,
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    PermissionDenied,
+    TooManyLoginAttempts,
+)
 
 _hasher = PasswordHasher()
 _JWT_ALGORITHM = "HS256"
@@ -129,6 +140,94 @@ def authenticate(session: Session, *, email: str, password: str) -> Actor:
     if membership is None:
         raise PermissionDenied("this user belongs to no workspace")
     return Actor(user_id=user.id, workspace_id=membership.workspace_id, role=Role(membership.role))
+
+
+@dataclass(frozen=True)
+class LoginThrottle:
+    """How many failed logins an email, or an address, may have within ``window``."""
+
+    max_failures: int
+    max_per_address: int
+    window: timedelta
+
+
+def get_login_throttle(settings: Settings) -> LoginThrottle:
+    return LoginThrottle(
+        max_failures=settings.login_max_failures,
+        max_per_address=settings.login_max_failures_per_address,
+        window=timedelta(minutes=settings.login_window_minutes),
+    )
+
+
+def client_address(request: Request) -> str:
+    """The caller's IP address as the server sees it (behind a proxy, run uvicorn with
+    --proxy-headers so that this is the client's, not the proxy's)."""
+    return request.client.host if request.client else "unknown"
+
+
+_RECENT_BY_EMAIL = (
+    select(LoginFailure.created_at)
+    .where(LoginFailure.email == bindparam("key"), LoginFailure.created_at >= bindparam("since"))
+    .order_by(LoginFailure.created_at.desc())
+    .limit(bindparam("limit", type_=Integer))
+)
+_RECENT_BY_ADDRESS = (
+    select(LoginFailure.created_at)
+    .where(LoginFailure.address == bindparam("key"), LoginFailure.created_at >= bindparam("since"))
+    .order_by(LoginFailure.created_at.desc())
+    .limit(bindparam("limit", type_=Integer))
+)
+
+
+def check_login_throttle(
+    session: Session, *, email: str, address: str, throttle: LoginThrottle
+) -> None:
+    """Refuse (429) a login for an email, or from an address, that failed too often lately,
+    before the password is even looked at."""
+    now = clock.now()
+    since = now - throttle.window
+    for stmt, key, limit, who in (
+        (_RECENT_BY_EMAIL, email.strip().lower(), throttle.max_failures, "this account"),
+        (_RECENT_BY_ADDRESS, address, throttle.max_per_address, "this address"),
+    ):
+        recent = session.scalars(stmt, {"key": key, "since": since, "limit": limit}).all()
+        if len(recent) >= limit:
+            # Allowed again once the oldest of these failures leaves the window.
+            wait = max(1, math.ceil((recent[-1] + throttle.window - now).total_seconds()))
+            raise TooManyLoginAttempts(
+                f"too many failed logins for {who}: try again in {_minutes(wait)}",
+                details={"retry_after_seconds": wait},
+            )
+
+
+def _minutes(seconds: int) -> str:
+    minutes = -(-seconds // 60)
+    return f"{minutes} minute" + ("" if minutes == 1 else "s")
+
+
+def log_in(
+    session: Session, *, email: str, password: str, address: str, throttle: LoginThrottle
+) -> Actor:
+    """A password login through the throttle; a wrong password is recorded (the caller's
+    boundary must keep that record even though the login fails: commit, then raise)."""
+    check_login_throttle(session, email=email, address=address, throttle=throttle)
+    try:
+        return authenticate(session, email=email, password=password)
+    except NotAuthenticated:
+        session.add(
+            LoginFailure(
+                email=email.strip().lower()[:320], address=address[:45], created_at=clock.now()
+            )
+        )
+        raise
+
+
+def purge_login_failures(session: Session, *, older_than: timedelta) -> int:
+    """Forget failed logins the throttle no longer counts (they name people's emails)."""
+    result = session.execute(
+        delete(LoginFailure).where(LoginFailure.created_at < clock.now() - older_than)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def issue_token(actor: Actor, *, secret: str, ttl_minutes: int) -> str:

@@ -23,7 +23,7 @@ from runhq.dashboard.session import (
     set_session_cookie,
     submitted_csrf_token,
 )
-from runhq.errors import InvalidInput, NotAuthenticated, PermissionDenied
+from runhq.errors import InvalidInput, NotAuthenticated, PermissionDenied, TooManyLoginAttempts
 from runhq.web.deps import RuntimeDep, SessionDep
 
 router = APIRouter(include_in_schema=False)
@@ -69,14 +69,26 @@ def login(
         error = "login.missing"
     else:
         try:
-            actor = auth.authenticate(session, email=email, password=password)
+            actor = auth.log_in(
+                session,
+                email=email,
+                password=password,
+                address=auth.client_address(request),
+                throttle=auth.get_login_throttle(runtime.settings),
+            )
         except NotAuthenticated:
-            error = "login.failed"
+            error = "login.failed"  # the failure is kept: this answer commits
         except PermissionDenied:
             error = "login.no_workspace"
+        except TooManyLoginAttempts as exc:
+            error = "login.throttled"
+            wait_minutes = -(-int(exc.details["retry_after_seconds"]) // 60)
     if error is not None:
         # The form again, with what went wrong (200: a form to correct, like any other).
-        context = {"next": target, "email": email.strip(), "error": error}
+        context = {"next": target, "email": email.strip(), "error": error, "wait_minutes": 0}
+        if error == "login.throttled":
+            context["wait_minutes"] = wait_minutes
+            return render_page(request, browser, runtime, "login.html", context, status=429)
         return render_page(request, browser, runtime, "login.html", context)
     settings = runtime.settings
     token = auth.issue_token(

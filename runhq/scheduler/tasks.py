@@ -21,6 +21,7 @@ from datetime import timedelta
 from sqlalchemy.orm import Session
 
 from runhq import clock
+from runhq.auth import service as auth
 from runhq.db.session import transaction
 from runhq.errors import LeaseLost
 from runhq.logs import service as logs
@@ -195,6 +196,9 @@ class Scheduler:
             report.purged, _ = logs.purge_logs(
                 session, older_than_days=rt.settings.log_retention_days
             )
+            # Failed logins name people's emails: kept a day (the throttle counts far less).
+            window = timedelta(minutes=rt.settings.login_window_minutes)
+            auth.purge_login_failures(session, older_than=max(window, timedelta(days=1)))
 
     def run_forever(self) -> None:
         """Tick until ``stop()``; gives the lease up on the way out."""

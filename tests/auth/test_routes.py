@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session
 
 from runhq import clock
 from runhq.auth import service as auth
-from runhq.auth.models import ApiKey
+from runhq.auth.models import ApiKey, LoginFailure
 from runhq.clock import FrozenClock
+from runhq.errors import NotAuthenticated
 from runhq.runtime import Runtime
 from tests.conftest import PASSWORD, Team, bearer
 
@@ -129,3 +130,63 @@ def test_viewer_can_read_but_not_act(client: TestClient, runtime: Runtime, team:
     r = client.post("/api/v1/runs", json={"run_type": "SEO_AUDIT"}, headers=h)
     assert r.status_code == 403
     assert "operator" in r.json()["error"]["message"]
+
+
+def test_repeated_failures_lock_the_account_for_the_window(
+    client: TestClient, runtime: Runtime, team: Team
+) -> None:
+    email, limit = team.emails[auth.Role.owner], runtime.settings.login_max_failures
+    window = timedelta(minutes=runtime.settings.login_window_minutes)
+    with FrozenClock(clock.now()) as frozen:
+        for _ in range(limit):
+            assert _login(client, email, "wrong-password-x")[0] == 401
+        status, body = _login(client, email, PASSWORD)  # even the right password now
+        assert status == 429
+        error = body["error"]
+        assert isinstance(error, dict)
+        assert error["code"] == "too_many_login_attempts"
+        assert "try again in 15 minutes" in error["message"]
+        assert 0 < error["details"]["retry_after_seconds"] <= window.total_seconds() + 1
+        # Only that account: another one logs in.
+        assert _login(client, team.emails[auth.Role.admin], PASSWORD)[0] == 200
+        # An email with no account is throttled the same way (no account enumeration).
+        for _ in range(limit):
+            assert _login(client, "nobody@example.com", "wrong-password-x")[0] == 401
+        ghost = _login(client, "NOBODY@example.com", PASSWORD)
+        assert ghost[0] == 429
+        frozen.advance(window + timedelta(seconds=1))
+        assert _login(client, email, PASSWORD)[0] == 200
+
+
+def test_spraying_many_accounts_from_one_address_is_refused(
+    client: TestClient, runtime: Runtime, team: Team
+) -> None:
+    per_address = runtime.settings.login_max_failures_per_address
+    for i in range(per_address):  # one failure per account: no account reaches its limit
+        assert _login(client, f"user{i}@example.com", "wrong-password-x")[0] == 401
+    status, body = _login(client, team.emails[auth.Role.owner], PASSWORD)
+    assert status == 429
+    error = body["error"]
+    assert isinstance(error, dict)
+    assert "this address" in error["message"]
+
+
+def test_failed_logins_are_purged_after_a_day(session: Session, runtime: Runtime) -> None:
+    throttle = auth.get_login_throttle(runtime.settings)
+    with FrozenClock(clock.now()) as frozen:
+        for _ in range(2):
+            try:
+                auth.log_in(
+                    session,
+                    email="x@example.com",
+                    password="wrong-password-x",
+                    address="10.0.0.1",
+                    throttle=throttle,
+                )
+            except NotAuthenticated:
+                pass
+        session.flush()
+        assert session.scalar(select(func.count(LoginFailure.id))) == 2
+        frozen.advance(timedelta(days=1, seconds=1))
+        assert auth.purge_login_failures(session, older_than=timedelta(days=1)) == 2
+    assert session.scalar(select(func.count(LoginFailure.id))) == 0

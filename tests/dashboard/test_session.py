@@ -321,3 +321,17 @@ def test_can_follows_the_roles_the_services_enforce(
     assert visit(Role.owner).can("approve")
     assert all(visit(Role.owner).can(action) for action in PERMISSIONS)
     assert not BrowserSession(None, None, "fr", False, "k" * 32, "anonymous:x").can("run")
+
+
+def test_the_login_form_says_when_an_account_is_locked(
+    client: TestClient, runtime: Runtime, team: Team
+) -> None:
+    email = team.emails[Role.owner]
+    for _ in range(runtime.settings.login_max_failures):
+        failed = log_in(client, email, "wrong-password-x")
+        assert failed.status_code == 200
+        assert "Adresse e-mail ou mot de passe incorrect." in failed.text
+    locked = log_in(client, email)  # the right password, too late
+    assert locked.status_code == 429
+    assert "Trop de tentatives de connexion échouées. Réessayez dans 15\u00a0min." in locked.text
+    assert "runhq_session" not in locked.cookies
