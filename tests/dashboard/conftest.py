@@ -28,6 +28,7 @@ from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from runhq import clock
+from runhq.auth.models import Role
 from runhq.auth.schemas import Actor
 from runhq.dashboard import briefing
 from runhq.db.migrate import upgrade
@@ -327,6 +328,24 @@ def open_page(browser: Browser, console: Console) -> Iterator[Callable[..., Page
     unexpected = console.unexpected()
     if unexpected:
         pytest.fail("browser console errors:\n" + "\n".join(unexpected))
+
+
+OpenPage = Callable[..., "Page"]
+StartServer = Callable[..., LiveServer]
+
+
+def expect_() -> Any:
+    """Playwright's ``expect``, imported where a browser test runs (Playwright may be absent:
+    those tests then skip)."""
+    from playwright.sync_api import expect
+
+    return expect
+
+
+def log_in_as(page: Page, server: LiveServer, role: Role) -> None:
+    """Log in through the form as the server's team member of ``role``; lands on /."""
+    browser_log_in(page, server.team.emails[role])
+    expect_()(page).to_have_url(server.url + "/")
 
 
 def browser_log_in(page: Page, email: str, password: str = PASSWORD) -> None:

@@ -6,7 +6,6 @@ English, at 1280 px and 390 px."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -20,21 +19,19 @@ from runhq.runs import service as runs
 from runhq.runs.models import Run, RunStatus
 from runhq.scheduler import autopilot
 from runhq.scheduler import service as schedules
-from tests.dashboard.conftest import LiveServer, add_run, browser_log_in
+from tests.dashboard.conftest import (
+    LiveServer,
+    OpenPage,
+    StartServer,
+    add_run,
+    browser_log_in,
+    expect_,
+)
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    pass
 
 pytestmark = pytest.mark.slow
-
-OpenPage = Callable[..., "Page"]
-StartServer = Callable[..., LiveServer]
-
-
-def _expect() -> object:
-    from playwright.sync_api import expect
-
-    return expect
 
 
 def _planned_deploy(server: LiveServer) -> Run:
@@ -138,55 +135,55 @@ def _seed_everything(server: LiveServer) -> None:
 def test_an_owner_approves_a_deploy_and_it_leaves_the_list(
     start_server: StartServer, open_page: OpenPage
 ) -> None:
-    expect = _expect()
+    expect = expect_()
     server = start_server()
     deploy = _planned_deploy(server)
     _gated(server)
     page = open_page(server)
     browser_log_in(page, server.team.emails[Role.owner])
-    expect(page).to_have_url(server.url + "/")  # type: ignore[operator]
+    expect(page).to_have_url(server.url + "/")
     badge = page.locator('[data-badge="pending_approvals"]')
-    expect(badge).to_have_text("2")  # type: ignore[operator]
+    expect(badge).to_have_text("2")
     page.get_by_role("navigation").get_by_role("link", name=re.compile("Approbations")).click()
-    expect(page).to_have_url(server.url + "/approvals")  # type: ignore[operator]
+    expect(page).to_have_url(server.url + "/approvals")
 
     card = page.locator(f'article[data-run-id="{deploy.id}"]')
-    expect(card.get_by_role("heading", level=2)).to_contain_text("Déploiement en production")  # type: ignore[operator]
-    expect(card.locator("[data-plan-hash]")).to_have_text(deploy.plan_hash or "?")  # type: ignore[operator]
-    expect(card).to_contain_text("v1.4.0")  # type: ignore[operator]
+    expect(card.get_by_role("heading", level=2)).to_contain_text("Déploiement en production")
+    expect(card.locator("[data-plan-hash]")).to_have_text(deploy.plan_hash or "?")
+    expect(card).to_contain_text("v1.4.0")
     approve = card.get_by_role("button", name=re.compile("^Approuver"))
     reason = card.get_by_label(re.compile("Raison de votre décision"))
 
     # The browser itself refuses an empty reason: nothing is sent.
     approve.click()
     assert reason.evaluate("el => el.validity.valueMissing")
-    expect(page).to_have_url(server.url + "/approvals")  # type: ignore[operator]
+    expect(page).to_have_url(server.url + "/approvals")
     assert _decisions(server, deploy) == []
 
     reason.fill("Release 1.4, gate passed this morning")
     approve.click()
-    expect(page).to_have_url(re.compile(r"/approvals\?done=approved"))  # type: ignore[operator]
-    expect(page.get_by_role("status")).to_contain_text("approuvé")  # type: ignore[operator]
-    expect(page.locator(f'article[data-run-id="{deploy.id}"]')).to_have_count(0)  # type: ignore[operator]
-    expect(page.locator("article.approval")).to_have_count(1)  # type: ignore[operator]
-    expect(badge).to_have_text("1")  # type: ignore[operator]
+    expect(page).to_have_url(re.compile(r"/approvals\?done=approved"))
+    expect(page.get_by_role("status")).to_contain_text("approuvé")
+    expect(page.locator(f'article[data-run-id="{deploy.id}"]')).to_have_count(0)
+    expect(page.locator("article.approval")).to_have_count(1)
+    expect(badge).to_have_text("1")
     after = _run(server, deploy.id)
     assert (after.status, after.phase) == ("queued", "act")
     assert _decisions(server, deploy) == [("approved", "Release 1.4, gate passed this morning")]
 
 
 def test_a_viewer_cannot_approve(start_server: StartServer, open_page: OpenPage) -> None:
-    expect = _expect()
+    expect = expect_()
     server = start_server()
     deploy = _planned_deploy(server)
     page = open_page(server)
     browser_log_in(page, server.team.emails[Role.viewer])
-    expect(page).to_have_url(server.url + "/")  # type: ignore[operator]
+    expect(page).to_have_url(server.url + "/")
     page.goto("/approvals")
     card = page.locator(f'article[data-run-id="{deploy.id}"]')
-    expect(card).to_contain_text("Déploiement en production")  # type: ignore[operator]
-    expect(page.get_by_role("button", name=re.compile("Approuver|Rejeter"))).to_have_count(0)  # type: ignore[operator]
-    expect(card).to_contain_text("Un propriétaire doit décider de ce run.")  # type: ignore[operator]
+    expect(card).to_contain_text("Déploiement en production")
+    expect(page.get_by_role("button", name=re.compile("Approuver|Rejeter"))).to_have_count(0)
+    expect(card).to_contain_text("Un propriétaire doit décider de ce run.")
     # A forged POST with the viewer's own valid token: the service refuses it.
     token = page.locator('meta[name="csrf-token"]').get_attribute("content")
     assert token
@@ -204,25 +201,25 @@ def test_a_viewer_cannot_approve(start_server: StartServer, open_page: OpenPage)
 
 
 def test_the_autopilot_switch_toggles(start_server: StartServer, open_page: OpenPage) -> None:
-    expect = _expect()
+    expect = expect_()
     server = start_server()
     page = open_page(server)
     browser_log_in(page, server.team.emails[Role.admin])
-    expect(page).to_have_url(server.url + "/")  # type: ignore[operator]
+    expect(page).to_have_url(server.url + "/")
     page.goto("/autopilot")
     switch = page.get_by_role("switch", name="Autopilot")
-    expect(switch).to_have_attribute("aria-checked", "false")  # type: ignore[operator]
+    expect(switch).to_have_attribute("aria-checked", "false")
     switch.click()
-    expect(page).to_have_url(server.url + "/autopilot?done=on")  # type: ignore[operator]
-    expect(switch).to_have_attribute("aria-checked", "true")  # type: ignore[operator]
-    expect(page.get_by_role("status")).to_contain_text("Autopilot activé")  # type: ignore[operator]
+    expect(page).to_have_url(server.url + "/autopilot?done=on")
+    expect(switch).to_have_attribute("aria-checked", "true")
+    expect(page.get_by_role("status")).to_contain_text("Autopilot activé")
     with server.sessions() as session:
         assert autopilot.get_autopilot(session, server.team.workspace_id, 5).enabled
     # From the keyboard too.
     switch.focus()
     page.keyboard.press("Enter")
-    expect(page).to_have_url(server.url + "/autopilot?done=off")  # type: ignore[operator]
-    expect(switch).to_have_attribute("aria-checked", "false")  # type: ignore[operator]
+    expect(page).to_have_url(server.url + "/autopilot?done=off")
+    expect(switch).to_have_attribute("aria-checked", "false")
     with server.sessions() as session:
         assert not autopilot.get_autopilot(session, server.team.workspace_id, 5).enabled
 
@@ -231,12 +228,12 @@ def test_the_autopilot_switch_toggles(start_server: StartServer, open_page: Open
 def test_the_pages_have_no_console_errors_in_both_languages(
     start_server: StartServer, open_page: OpenPage, width: int, height: int
 ) -> None:
-    expect = _expect()
+    expect = expect_()
     server = start_server()
     _seed_everything(server)
     page = open_page(server, width=width, height=height)
     browser_log_in(page, server.team.emails[Role.owner])
-    expect(page).to_have_url(server.url + "/")  # type: ignore[operator]
+    expect(page).to_have_url(server.url + "/")
     headings = {
         "fr": {"/approvals": "Approbations", "/autopilot": "Autopilot", "/trust": "Confiance"},
         "en": {"/approvals": "Approvals", "/autopilot": "Autopilot", "/trust": "Trust"},
@@ -244,19 +241,19 @@ def test_the_pages_have_no_console_errors_in_both_languages(
     for lang, switch_to in (("fr", "English"), ("en", "français")):
         for path, heading in headings[lang].items():
             page.goto(path)
-            expect(page.locator("html")).to_have_attribute("lang", lang)  # type: ignore[operator]
-            expect(page.get_by_role("heading", level=1)).to_have_text(heading)  # type: ignore[operator]
+            expect(page.locator("html")).to_have_attribute("lang", lang)
+            expect(page.get_by_role("heading", level=1)).to_have_text(heading)
             assert page.evaluate("typeof htmx") == "object", path
             # The page's own stylesheet loaded (CSP allows it): nothing wider than the screen.
             assert page.evaluate("document.styleSheets.length") >= 2, path
             assert page.evaluate("document.documentElement.scrollWidth") <= width, path
         if lang == "fr":
             page.get_by_role("button", name=re.compile(switch_to)).click()
-            expect(page.locator("html")).to_have_attribute("lang", "en")  # type: ignore[operator]
+            expect(page.locator("html")).to_have_attribute("lang", "en")
     # Keyboard: the reason field of the pending run is reachable and labelled.
     page.goto("/approvals")
     reason = page.get_by_label(re.compile("Reason for your decision"))
     reason.focus()
-    expect(reason).to_be_focused()  # type: ignore[operator]
+    expect(reason).to_be_focused()
     page.keyboard.press("Tab")
-    expect(page.get_by_role("button", name=re.compile("^Approve"))).to_be_focused()  # type: ignore[operator]
+    expect(page.get_by_role("button", name=re.compile("^Approve"))).to_be_focused()

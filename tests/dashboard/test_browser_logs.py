@@ -6,7 +6,6 @@ English, from 390 px to wide screens."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -19,21 +18,18 @@ from runhq.logs import service as logs
 from runhq.logs.schemas import LogLevel, LogSource
 from runhq.runs import service as runs
 from runhq.runs.models import RunStatus
-from tests.dashboard.conftest import LiveServer, browser_log_in
+from tests.dashboard.conftest import (
+    LiveServer,
+    OpenPage,
+    StartServer,
+    expect_,
+    log_in_as,
+)
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    pass
 
 pytestmark = pytest.mark.slow
-
-OpenPage = Callable[..., "Page"]
-StartServer = Callable[..., LiveServer]
-
-
-def _expect() -> Any:
-    from playwright.sync_api import expect
-
-    return expect
 
 
 def _write_log(
@@ -93,17 +89,12 @@ def _seed_costs(server: LiveServer) -> tuple[str, str]:
     return month, previous
 
 
-def _log_in(page: Page, server: LiveServer, role: Role = Role.owner) -> None:
-    browser_log_in(page, server.team.emails[role])
-    _expect()(page).to_have_url(server.url + "/")
-
-
 def test_filter_logs_by_level(start_server: StartServer, open_page: OpenPage) -> None:
-    expect = _expect()
+    expect = expect_()
     server = start_server()
     _seed_logs(server)
     page = open_page(server)
-    _log_in(page, server, Role.viewer)
+    log_in_as(page, server, Role.viewer)
     page.goto("/logs")
     lines = page.locator("#log-lines > li")
     expect(lines).to_have_count(9)
@@ -132,11 +123,11 @@ def test_filter_logs_by_level(start_server: StartServer, open_page: OpenPage) ->
 def test_live_tail_shows_new_lines_without_reload(
     start_server: StartServer, open_page: OpenPage
 ) -> None:
-    expect = _expect()
+    expect = expect_()
     server = start_server()
     _seed_logs(server)
     page = open_page(server)
-    _log_in(page, server)
+    log_in_as(page, server, Role.owner)
     page.goto("/logs?level=error")
     lines = page.locator("#log-lines > li")
     expect(lines).to_have_count(2)
@@ -169,11 +160,11 @@ def test_live_tail_shows_new_lines_without_reload(
 
 
 def test_costs_month_picker(start_server: StartServer, open_page: OpenPage) -> None:
-    expect = _expect()
+    expect = expect_()
     server = start_server()
     month, previous = _seed_costs(server)
     page = open_page(server)
-    _log_in(page, server)
+    log_in_as(page, server, Role.owner)
     page.get_by_role("navigation", name="Navigation principale").get_by_role(
         "link", name="Coûts IA"
     ).click()
@@ -208,7 +199,7 @@ def test_costs_month_picker(start_server: StartServer, open_page: OpenPage) -> N
 def test_costs_and_logs_have_no_console_errors(
     start_server: StartServer, open_page: OpenPage, lang: str, width: int, height: int
 ) -> None:
-    expect = _expect()
+    expect = expect_()
     server = start_server()
     _seed_logs(server)
     _seed_costs(server)
@@ -217,7 +208,7 @@ def test_costs_and_logs_have_no_console_errors(
         page.goto("/login")
         page.get_by_role("button", name=re.compile("English")).click()
         expect(page.locator("html")).to_have_attribute("lang", "en")
-    _log_in(page, server)
+    log_in_as(page, server, Role.owner)
     for path, heading in (
         ("/costs", {"fr": "Coûts IA", "en": "AI costs"}),
         ("/logs", {"fr": "Journaux", "en": "Logs"}),
