@@ -14,7 +14,7 @@ import ssl
 import uuid
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from runhq import clock
@@ -26,6 +26,8 @@ from runhq.auth.schemas import Actor
 from runhq.auth.service import check_email, require_role
 from runhq.config import Settings
 from runhq.db.session import transaction
+from runhq.errors import NotFound
+from runhq.pagination import fetch_page
 from runhq.runs import service as runs
 from runhq.runs.models import Run
 
@@ -58,6 +60,30 @@ def import_contacts(session: Session, actor: Actor, rows: list[dict[str, Any]]) 
         written += 1
     session.flush()
     return written
+
+
+def list_contacts(
+    session: Session, actor: Actor, *, cursor: str | None, limit: int
+) -> tuple[list[Contact], str | None]:
+    """The workspace's contacts, newest first (personal data: admins and owners)."""
+    require_role(actor, Role.admin, "reading contacts")
+    stmt = select(Contact).where(Contact.workspace_id == actor.workspace_id)
+    return fetch_page(session, stmt, Contact.created_at, Contact.id, cursor=cursor, limit=limit)
+
+
+def delete_contact(session: Session, actor: Actor, email: str) -> None:
+    """Erase a contact (RGPD art. 17): the contact and its delivery records. Campaign totals
+    then count only the deliveries that remain."""
+    require_role(actor, Role.admin, "deleting a contact")
+    email = check_email(email)
+    contact = session.scalar(
+        select(Contact).where(Contact.workspace_id == actor.workspace_id, Contact.email == email)
+    )
+    if contact is None:
+        raise NotFound(f"no contact {email}")
+    session.execute(delete(CampaignDelivery).where(CampaignDelivery.contact_id == contact.id))
+    session.delete(contact)
+    session.flush()
 
 
 def count_audience(session: Session, workspace_id: uuid.UUID) -> int:

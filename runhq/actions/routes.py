@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from html import escape
+from typing import Annotated
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
@@ -20,6 +22,22 @@ class ContactIn(BaseModel):
     email: str = Field(max_length=320)
     name: str | None = Field(None, max_length=200)
     consent: bool = Field(description="The contact agreed to receive campaigns.")
+
+
+class ContactOut(BaseModel):
+    email: str
+    name: str | None
+    consent: bool
+    consented_at: datetime | None
+    unsubscribed_at: datetime | None = Field(description="When the contact unsubscribed.")
+    created_at: datetime
+
+    model_config = {"from_attributes": True}
+
+
+class ContactPage(BaseModel):
+    items: list[ContactOut]
+    next_cursor: str | None
 
 
 class ImportResult(BaseModel):
@@ -38,6 +56,27 @@ def import_contacts(body: list[ContactIn], session: SessionDep, actor: ActorDep)
     return ImportResult(
         written=written, audience=campaigns.count_audience(session, actor.workspace_id)
     )
+
+
+@router.get("/contacts", response_model=ContactPage, summary="The contacts, newest first (admin)")
+def list_contacts(
+    session: SessionDep,
+    actor: ActorDep,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> ContactPage:
+    rows, next_cursor = campaigns.list_contacts(session, actor, cursor=cursor, limit=limit)
+    return ContactPage(items=[ContactOut.model_validate(c) for c in rows], next_cursor=next_cursor)
+
+
+@router.delete(
+    "/contacts/{email}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Erase a contact and its delivery records (admin)",
+)
+def delete_contact(email: str, session: SessionDep, actor: ActorDep) -> Response:
+    campaigns.delete_contact(session, actor, email)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 def _unsubscribe(token: str, session: SessionDep) -> PlainTextResponse:
