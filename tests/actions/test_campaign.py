@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from runhq.actions import campaigns
 from runhq.actions.models import CampaignDelivery, Contact
+from runhq.config import Settings
 from runhq.db.migrate import upgrade
 from runhq.db.session import build_engine, make_session_factory, transaction
 from runhq.runs import service as runs
@@ -32,17 +33,10 @@ def smtp() -> Iterator[FakeSmtp]:
         yield server
 
 
-@pytest.fixture
-def mailer(
-    tmp_path: Path,
-    database_url: str,
-    sessions: sessionmaker[Session],
-    db_engine: Engine,
-    smtp: FakeSmtp,
-) -> Runtime:
+def _mailer_settings(tmp_path: Path, database_url: str, smtp: FakeSmtp) -> Settings:
     ca = tmp_path / "smtp-ca.pem"
     ca.write_bytes(smtp.cert_pem)
-    settings = make_settings(
+    return make_settings(
         tmp_path,
         database_url,
         smtp_host="localhost",
@@ -53,7 +47,17 @@ def mailer(
         smtp_ca_file=ca,
         public_base_url="https://hq.example.com",
     )
-    return make_runtime(settings, sessions, db_engine)
+
+
+@pytest.fixture
+def mailer(
+    tmp_path: Path,
+    database_url: str,
+    sessions: sessionmaker[Session],
+    db_engine: Engine,
+    smtp: FakeSmtp,
+) -> Runtime:
+    return make_runtime(_mailer_settings(tmp_path, database_url, smtp), sessions, db_engine)
 
 
 def _contacts(session: Session, team: Team) -> None:
@@ -251,20 +255,7 @@ def test_an_owner_stops_a_campaign_mid_way(
     upgrade(db)
     try:
         sessions = make_session_factory(db)
-        ca = tmp_path / "smtp-ca.pem"
-        ca.write_bytes(smtp.cert_pem)
-        settings = make_settings(
-            tmp_path,
-            fresh_database_url,
-            smtp_host="localhost",
-            smtp_port=smtp.port,
-            smtp_username=smtp.username,
-            smtp_password=smtp.password,
-            smtp_sender="news@example.com",
-            smtp_ca_file=ca,
-            public_base_url="https://hq.example.com",
-        )
-        mailer = make_runtime(settings, sessions, db)
+        mailer = make_runtime(_mailer_settings(tmp_path, fresh_database_url, smtp), sessions, db)
         with sessions() as session:
             team = make_team(session)
             session.commit()
