@@ -14,6 +14,8 @@ import traceback
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection
@@ -43,7 +45,7 @@ from runhq.runs.state import (
     RunRecord,
     StaleTransition,
     claim,
-    record_facts,
+    get_run_record,
     record_heartbeat,
     refresh_state,
     transition,
@@ -52,12 +54,14 @@ from runhq.runs.state import (
 logger = logging.getLogger(__name__)
 
 
-class RunCancelled(Exception):
-    pass
+@dataclass(frozen=True)
+class _Prepared:
+    """What a worker gathers for a run before claiming it: stored by the claim."""
 
-
-class ClaimLost(Exception):
-    """This worker's claim on the run was taken away (reaped, cancelled)."""
+    spec: RunTypeSpec
+    context: dict[str, Any]
+    messages: list[dict[str, str]]
+    prompt: dict[str, Any]
 
 
 def build_messages(
@@ -114,45 +118,49 @@ class Engine:
 
     def execute(self, run_id: uuid.UUID) -> RunStatus | None:
         """Run ``run_id`` if it is queued. Returns its final status, or None if not ours."""
+        began, started = clock.now(), time.monotonic()
+        # The facts are gathered before the claim and stored by it: one transaction fewer,
+        # and a worker lost while gathering leaves the run queued (the dispatcher sends it
+        # again) instead of failed. Read outside any transaction: no lock is held (SQLite's
+        # write lock included) while providers query the history or wait on another service.
+        failure: Exception | None = None
+        prepared: _Prepared | None = None
+        with self.readers() as reader:
+            run = get_run_record(reader.connection(), run_id)
+            if run is None or run.status != RunStatus.queued.value:
+                return None  # another worker has it, or it was cancelled/approved away
+            if run.phase != "act":
+                try:
+                    prepared = self._prepare(reader, run, began)
+                except Exception as exc:  # failed once claimed: never left queued to loop
+                    logger.exception("run %s: preparing its prompt failed", run_id)
+                    failure = exc
         # Not waited to disk: a claim lost in a database crash leaves the run queued, and
-        # the dispatcher sends it again.
+        # the dispatcher sends it again (the facts are gathered again).
         with self._write(durable=False) as conn:
-            run = claim(conn, run_id)
-        if run is None:  # not queued: another worker has it, or it was cancelled/approved away
+            claimed = claim(
+                conn,
+                run,
+                started_at=began,
+                context=prepared.context if prepared else None,
+                prompt=prepared.prompt if prepared else None,
+            )
+        if not claimed:  # claimed by another worker, or cancelled, while this one gathered
             return None
-        spec = self.registry.get(run.run_type)
-        started = time.monotonic()
-        deadline = started + spec.timeout_seconds
-        if run.phase == "act":
+        if failure is not None:
+            return self._fail(run, started, failure)
+        if prepared is None:  # the act phase of an approved plan
             with self._heartbeat(run), self.sessions() as session:
                 loaded = session.get(Run, run.id)
                 assert loaded is not None  # noqa: S101 - claimed above, runs are never deleted
                 return self._act(session, loaded, started)
+        spec = prepared.spec
         try:
             with self._heartbeat(run):
-                completion = self._pipeline(run, spec, deadline)
-        except ClaimLost:
-            logger.warning("run %s: claim lost while gathering facts; stopping", run_id)
-            with self._write() as conn:
-                return refresh_state(conn, run)
-        except RunCancelled:
-            return self._finish(
-                run, RunStatus.cancelled, started, values={"error": "cancelled while running"}
-            )
+                completion = self._call_model(prepared, deadline=started + spec.timeout_seconds)
         except Exception as exc:
             logger.exception("run %s failed", run_id)
-            values: dict[str, Any] = {"error": _sanitise(exc)}
-            if isinstance(exc, ModelUnavailable) and (exc.tokens_in or exc.tokens_out):
-                values.update(
-                    tokens_in=exc.tokens_in,
-                    tokens_out=exc.tokens_out,
-                    actual_cost=exc.cost,
-                    model_used=exc.model,
-                )
-            meta = {"error_message": values["error"]}
-            if self.settings.env != "production":
-                meta["error_stack"] = "".join(traceback.format_exception(exc))[-4000:]
-            return self._finish(run, RunStatus.failed, started, values=values, log_metadata=meta)
+            return self._fail(run, started, exc)
         if spec.gate:
             self._ensure_verdict(run, completion)
         values = {
@@ -270,50 +278,55 @@ class Engine:
             session=session,
         )
 
-    def _pipeline(self, run: RunRecord, spec: RunTypeSpec, deadline: float) -> Completion:
-        # Facts are read outside any transaction: no lock is held (SQLite's write lock
-        # included) while providers query the history or wait on another service.
-        with self.readers() as reader:
-            req = ContextRequest(
-                session=reader,
-                settings=self.settings,
-                workspace_id=run.workspace_id,
-                run_id=run.id,
-                run_type=run.run_type,
-                platform_key=run.platform_key,
-                params=run.params,
-                topic=_topic(spec, run.params, run.platform_key),
-                now=clock.now(),
-            )
-            context = gather_context(req, spec.context)
+    def _prepare(self, reader: Session, run: RunRecord, now: datetime) -> _Prepared:
+        """The facts (read through ``reader``, each query on its own) and the prompt."""
+        spec = self.registry.get(run.run_type)
+        req = ContextRequest(
+            session=reader,
+            settings=self.settings,
+            workspace_id=run.workspace_id,
+            run_id=run.id,
+            run_type=run.run_type,
+            platform_key=run.platform_key,
+            params=run.params,
+            topic=_topic(spec, run.params, run.platform_key),
+            now=now,
+        )
+        context = gather_context(req, spec.context)
         persona = self.registry.agents[spec.agent].persona
         messages = build_messages(spec, persona, context)
-        prompt = {
-            "messages": messages,
-            "model": spec.model,
-            "fallback_model": spec.fallback_model,
-        }
-        # Facts and prompt are kept even if the model call never returns; and nothing (not
-        # SQLite's write lock either) is held during the model call.
-        with self._write(durable=False) as conn:
-            cancel = record_facts(conn, run, context=context, prompt=prompt)
-        if cancel is None:
-            # Reaped (or otherwise taken away) while gathering: no model call for a run
-            # this worker no longer owns.
-            raise ClaimLost
-        if cancel:
-            raise RunCancelled
+        prompt = {"messages": messages, "model": spec.model, "fallback_model": spec.fallback_model}
+        return _Prepared(spec=spec, context=context, messages=messages, prompt=prompt)
+
+    def _call_model(self, prepared: _Prepared, *, deadline: float) -> Completion:
+        # Nothing (not SQLite's write lock either) is held during the model call; the facts
+        # and the prompt were committed with the claim, kept even if it never returns.
+        spec = prepared.spec
         if self.gateway.offline:
             return render_offline(
-                label=spec.label.en, sections=spec.output_sections, context=context
+                label=spec.label.en, sections=spec.output_sections, context=prepared.context
             )
-        completion = self.gateway.complete(
+        return self.gateway.complete(
             model=spec.model,
             fallback_model=spec.fallback_model,
-            messages=messages,
+            messages=prepared.messages,
             deadline=deadline,
         )
-        return completion
+
+    def _fail(self, run: RunRecord, started: float, exc: Exception) -> RunStatus:
+        """The run failed with ``exc``: its reason for everyone, its stack for the logs."""
+        values: dict[str, Any] = {"error": _sanitise(exc)}
+        if isinstance(exc, ModelUnavailable) and (exc.tokens_in or exc.tokens_out):
+            values.update(
+                tokens_in=exc.tokens_in,
+                tokens_out=exc.tokens_out,
+                actual_cost=exc.cost,
+                model_used=exc.model,
+            )
+        meta = {"error_message": values["error"]}
+        if self.settings.env != "production":
+            meta["error_stack"] = "".join(traceback.format_exception(exc))[-4000:]
+        return self._finish(run, RunStatus.failed, started, values=values, log_metadata=meta)
 
     @contextmanager
     def _heartbeat(self, run: AnyRun) -> Iterator[None]:

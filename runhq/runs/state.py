@@ -235,31 +235,73 @@ def _log_metadata(
     return meta
 
 
-_CLAIM = (
-    update(_RUNS)
-    .where(_RUNS.c.id == bindparam("run_id"), _RUNS.c.status == S.queued.value)
-    .values(
-        status=S.running.value,
-        started_at=bindparam("now"),
-        updated_at=bindparam("now"),
-        heartbeat_at=bindparam("now"),
-        claim_token=bindparam("token"),
+_READ_RUN = select(*_RUNS.c).where(_RUNS.c.id == bindparam("run_id"))
+
+
+def get_run_record(conn: Executor, run_id: uuid.UUID) -> RunRecord | None:
+    """The run's row as a plain record (no ORM load), or None if there is no such run."""
+    row = conn.execute(_READ_RUN, {"run_id": run_id}).first()
+    return None if row is None else RunRecord(row._mapping)
+
+
+def _claim_statement(*, with_facts: bool) -> Update:
+    values: dict[str, Any] = {
+        "status": S.running.value,
+        "started_at": bindparam("started_at"),
+        "updated_at": bindparam("now"),
+        "heartbeat_at": bindparam("now"),
+        "claim_token": bindparam("token"),
+    }
+    if with_facts:
+        values.update(context=bindparam("context"), prompt=bindparam("prompt"))
+    return (
+        update(_RUNS)
+        .where(_RUNS.c.id == bindparam("run_id"), _RUNS.c.status == S.queued.value)
+        .values(values)
     )
-    .returning(*_RUNS.c)
-)
 
 
-def claim(conn: Executor, run_id: uuid.UUID) -> RunRecord | None:
-    """``queued → running`` in one statement (UPDATE … RETURNING); None if not queued.
+_CLAIM = _claim_statement(with_facts=False)
+_CLAIM_WITH_FACTS = _claim_statement(with_facts=True)
 
-    The compare-and-set is the fencing: of two workers handed the same run, one claims it.
+
+def claim(
+    conn: Executor,
+    run: RunRecord,
+    *,
+    started_at: datetime | None = None,
+    context: dict[str, Any] | None = None,
+    prompt: dict[str, Any] | None = None,
+) -> bool:
+    """``queued → running`` in one compare-and-set, storing the facts and the prompt the
+    worker gathered for it (if given); False if the run is no longer queued.
+
+    The compare-and-set is the fencing: of two workers handed the same run, one claims it,
+    and the claim token it writes fences every later write of that worker.
     """
     check_transition(S.queued, S.running)
     now = clock.now()
-    row = conn.execute(_CLAIM, {"run_id": run_id, "now": now, "token": uuid.uuid4()}).first()
-    if row is None:
-        return None
-    run = RunRecord(row._mapping)
+    changes: dict[str, Any] = {
+        "status": S.running.value,
+        "started_at": started_at or now,
+        "updated_at": now,
+        "heartbeat_at": now,
+        "claim_token": uuid.uuid4(),
+    }
+    params: dict[str, Any] = {
+        "run_id": run.id,
+        "started_at": changes["started_at"],
+        "now": now,
+        "token": changes["claim_token"],
+    }
+    stmt = _CLAIM
+    if context is not None or prompt is not None:
+        stmt = _CLAIM_WITH_FACTS
+        changes.update(context=context, prompt=prompt)
+        params.update(context=context, prompt=prompt)
+    if conn.execute(stmt, params).rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    _apply(run, changes)
     message, level = _EVENTS[S.running]
     logs.create_log(
         conn,
@@ -270,7 +312,7 @@ def claim(conn: Executor, run_id: uuid.UUID) -> RunRecord | None:
         run_id=run.id,
         metadata=_log_metadata(run, S.queued, S.running, now, None),
     )
-    return run
+    return True
 
 
 _RUN_STATE = select(_RUNS.c.status, _RUNS.c.cancel_requested).where(
@@ -290,40 +332,3 @@ def record_heartbeat(session: Executor, run_id: uuid.UUID, claim_token: uuid.UUI
     return _update_run(
         session, run_id, S.running, {"heartbeat_at": clock.now()}, claim_token=claim_token
     )
-
-
-_RECORD_FACTS = (
-    update(_RUNS)
-    .where(
-        _RUNS.c.id == bindparam("run_id"),
-        _RUNS.c.status == S.running.value,
-        _RUNS.c.claim_token == bindparam("token"),
-    )
-    .values(context=bindparam("context"), prompt=bindparam("prompt"), updated_at=bindparam("now"))
-    .returning(_RUNS.c.cancel_requested)
-)
-
-
-def record_facts(
-    session: Executor, run: AnyRun, *, context: dict[str, Any], prompt: dict[str, Any]
-) -> bool | None:
-    """Store the gathered facts and the prompt, if this worker still holds the claim.
-
-    Returns None if the claim was lost, else whether a cancel was requested meanwhile (read
-    in the same statement).
-    """
-    now = clock.now()
-    cancel = session.execute(
-        _RECORD_FACTS,
-        {
-            "run_id": run.id,
-            "token": run.claim_token,
-            "context": context,
-            "prompt": prompt,
-            "now": now,
-        },
-    ).scalar()
-    if cancel is None:
-        return None
-    _apply(run, {"context": context, "prompt": prompt, "updated_at": now})
-    return bool(cancel)

@@ -242,7 +242,7 @@ def test_pending_approval_never_reaches_the_model(
     assert run.status == RunStatus.pending_approval
 
 
-def test_cancel_requested_while_gathering_ends_cancelled_before_the_model(
+def test_a_run_cancelled_while_its_facts_are_gathered_never_starts(
     online: Runtime,
     session: Session,
     team: Team,
@@ -260,11 +260,14 @@ def test_cancel_requested_while_gathering_ends_cancelled_before_the_model(
         return real_gather(req, names)
 
     monkeypatch.setattr(engine_module, "gather_context", gather_then_cancel)
-    assert online.engine.execute(run.id) == RunStatus.cancelled
+    # The facts are gathered before the claim: the run is still queued, so the cancel
+    # takes effect at once and the claim finds nothing to claim.
+    assert online.engine.execute(run.id) is None
     assert fake.chat_requests == []
     session.refresh(run)
     assert run.status == RunStatus.cancelled
-    assert run.context is not None
+    assert run.started_at is None
+    assert "run.started" not in _messages(session, run)
 
 
 def test_cancel_during_the_model_call_wins_and_keeps_the_cost(
@@ -301,7 +304,7 @@ def test_cancelled_queued_run_is_not_executed(
     assert runtime.engine.execute(run.id) is None
 
 
-def test_a_run_reaped_while_gathering_never_reaches_the_model(
+def test_a_run_claimed_by_another_worker_while_gathering_never_reaches_the_model(
     online: Runtime,
     session: Session,
     team: Team,
@@ -309,23 +312,58 @@ def test_a_run_reaped_while_gathering_never_reaches_the_model(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from runhq.runs import engine as engine_module
-    from runhq.runs.state import transition
+    from runhq.runs.state import claim, get_run_record
 
     run = _start(online, session, team.operator, "SEO_AUDIT", team.owner)
     real_gather = engine_module.gather_context
+    other: list[Any] = []
 
-    def gather_then_reaped(req: Any, names: list[str]) -> dict[str, Any]:
+    def gather_while_another_claims(req: Any, names: list[str]) -> dict[str, Any]:
         facts = real_gather(req, names)
-        victim = req.session.get(Run, req.run_id)
-        transition(req.session, victim, RunStatus.failed, values={"error": "worker lost"})
-        req.session.commit()  # as the reaper, in another process, would have
+        # A redelivered task: another worker claimed the run first.
+        record = get_run_record(req.session.connection(), req.run_id)
+        assert claim(req.session.connection(), record)
+        req.session.commit()
+        other.append(record.claim_token)
         return facts
 
-    monkeypatch.setattr(engine_module, "gather_context", gather_then_reaped)
-    assert online.engine.execute(run.id) == RunStatus.failed
+    monkeypatch.setattr(engine_module, "gather_context", gather_while_another_claims)
+    assert online.engine.execute(run.id) is None
     assert fake.chat_requests == []
     session.refresh(run)
-    assert run.error == "worker lost"
+    assert run.status == RunStatus.running
+    assert run.claim_token == other[0]  # the other worker's claim stands
+    assert _messages(session, run).count("run.started") == 1
+
+
+def test_facts_and_prompt_are_stored_by_the_claim(
+    online: Runtime,
+    session: Session,
+    sessions: sessionmaker[Session],
+    team: Team,
+    fake: FakeOpenAI,
+) -> None:
+    """What the model is sent is on the run before the model answers (replayable even if
+    the call never returns)."""
+    run = _start(online, session, team.operator, "SEO_AUDIT", team.owner)
+    run_id = run.id
+    seen: list[tuple[Any, Any, Any]] = []
+
+    def look_then_answer(body: dict[str, Any]) -> str:
+        with sessions() as other:
+            stored = other.get(Run, run_id)
+            assert stored is not None
+            seen.append((stored.status, stored.context, stored.prompt))
+        return _report("looked")
+
+    fake.responder = look_then_answer
+    assert online.engine.execute(run.id) == RunStatus.completed
+    status, context, prompt = seen[0]
+    assert status == RunStatus.running
+    assert context is not None
+    assert "facts" in context
+    assert prompt is not None
+    assert prompt["messages"] == fake.chat_requests[0].body["messages"]
 
 
 def test_heartbeats_are_recorded_while_the_model_thinks(
