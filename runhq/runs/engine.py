@@ -1,7 +1,9 @@
-"""The run pipeline (seed 001): claim → gather context → call the model → validate → store.
+"""The run pipeline (seed 001): gather context → claim → call the model → validate → store.
 
-Each step is its own transaction, so a crash leaves the run at the last committed step and
-the facts and prompt already stored (replayable). This module is a task boundary: it commits.
+The facts are gathered before the claim, which stores them with the prompt (ADR 0012): a
+crash while gathering leaves the run queued, a crash during the model call leaves it running
+with the facts and prompt already stored (replayable). Each step that writes is its own
+transaction. This module is a task boundary: it commits.
 """
 
 from __future__ import annotations
