@@ -400,3 +400,27 @@ def test_heartbeats_are_recorded_while_the_model_thinks(
     assert run.heartbeat_at is not None
     assert run.started_at is not None
     assert (run.heartbeat_at - run.started_at).total_seconds() >= 0.2
+
+
+def test_a_run_whose_type_left_the_registry_fails_instead_of_staying_queued(
+    runtime: Runtime, session: Session, team: Team
+) -> None:
+    """Preparing the prompt fails (the run type was removed since the run was created): the
+    run is claimed and failed with the reason, never left queued to be sent again forever."""
+    from dataclasses import replace
+
+    from runhq.runs.engine import Engine as RunEngine
+
+    run = _start(runtime, session, team.operator, "SEO_AUDIT", team.owner)
+    types = {k: v for k, v in runtime.registry.run_types.items() if k != "SEO_AUDIT"}
+    engine = RunEngine(
+        runtime.engine.sessions,
+        runtime.settings,
+        replace(runtime.registry, run_types=types),
+        runtime.engine.gateway,
+    )
+    assert engine.execute(run.id) == RunStatus.failed
+    session.refresh(run)
+    assert run.status == RunStatus.failed
+    assert "RunTypeUnknown" in (run.error or "")
+    assert _messages(session, run)[-2:] == ["run.started", "run.failed"]
