@@ -311,6 +311,8 @@ def claim(
         workspace_id=run.workspace_id,
         run_id=run.id,
         metadata=_log_metadata(run, S.queued, S.running, now, None),
+        # Stamped when the worker began (seed 001: run.started comes before the facts).
+        created_at=changes["started_at"],
     )
     return True
 

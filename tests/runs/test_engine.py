@@ -364,6 +364,17 @@ def test_facts_and_prompt_are_stored_by_the_claim(
     assert "facts" in context
     assert prompt is not None
     assert prompt["messages"] == fake.chat_requests[0].body["messages"]
+    # run.started is stamped when the worker began, before its facts (seed 001's order).
+    session.refresh(run)
+    started_line = session.scalars(
+        select(StructuredLog).where(
+            StructuredLog.run_id == run.id, StructuredLog.message == "run.started"
+        )
+    ).one()
+    assert started_line.created_at == run.started_at
+    assert run.started_at is not None
+    assert run.heartbeat_at is not None
+    assert run.started_at <= run.heartbeat_at
 
 
 def test_heartbeats_are_recorded_while_the_model_thinks(
