@@ -232,5 +232,8 @@ def client(runtime: Runtime) -> Iterator[TestClient]:
 
 
 def bearer(runtime: Runtime, actor: Actor) -> dict[str, str]:
-    token = auth.issue_token(actor, secret=runtime.settings.get_secret_key(), ttl_minutes=60)
+    with runtime.sessions() as session:
+        token = auth.issue_token(
+            session, actor, secret=runtime.settings.get_secret_key(), ttl_minutes=60
+        )
     return {"Authorization": f"Bearer {token}"}

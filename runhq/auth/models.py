@@ -33,6 +33,9 @@ class User(IdMixin, CreatedAtMixin, Base):
     password_hash: Mapped[str] = mapped_column(String(200))
     display_name: Mapped[str | None] = mapped_column(String(200), default=None)
     is_active: Mapped[bool] = mapped_column(default=True)
+    # Carried by each JWT issued to this user; raised on logout, which ends every session
+    # (browser and API tokens) issued before it. API keys are revoked one by one.
+    session_epoch: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class Membership(IdMixin, CreatedAtMixin, Base):

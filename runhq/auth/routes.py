@@ -12,8 +12,8 @@ from pydantic import BaseModel, Field
 from runhq.auth import service
 from runhq.auth.models import User
 from runhq.auth.schemas import ApiKeyCreated, ApiKeyOut, Me, Token
-from runhq.errors import NotAuthenticated
-from runhq.web.deps import ActorDep, RuntimeDep, SessionDep
+from runhq.errors import InvalidInput, NotAuthenticated
+from runhq.web.deps import ActorDep, RuntimeDep, SessionDep, oauth2
 from runhq.web.errors import ERROR_RESPONSES
 
 router = APIRouter(prefix="/auth", tags=["auth"], responses=ERROR_RESPONSES)
@@ -38,8 +38,29 @@ def login(
         session.commit()  # the failed attempt counts, although this request fails
         raise
     ttl = runtime.settings.jwt_ttl_minutes
-    token = service.issue_token(actor, secret=runtime.settings.get_secret_key(), ttl_minutes=ttl)
+    token = service.issue_token(
+        session, actor, secret=runtime.settings.get_secret_key(), ttl_minutes=ttl
+    )
     return Token(access_token=token, expires_in=ttl * 60)
+
+
+@router.post(
+    "/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Log out everywhere: every JWT issued to you so far stops working",
+)
+def logout(
+    session: SessionDep, actor: ActorDep, token: Annotated[str | None, Depends(oauth2)]
+) -> None:
+    """Ends every session of the caller's user: this token, the dashboard's, any other JWT
+    issued before now. API keys are not sessions: revoke one with
+    ``DELETE /api/v1/auth/api-keys/{id}``."""
+    if token and token.startswith(service.API_KEY_PREFIX):
+        raise InvalidInput(
+            "an API key is not a session: revoke it with DELETE /api/v1/auth/api-keys/{id}",
+            details={"field": "Authorization"},
+        )
+    service.revoke_sessions(session, actor)
 
 
 @router.get("/me", response_model=Me, summary="Who am I")

@@ -14,7 +14,7 @@ from datetime import timedelta
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Integer, bindparam, delete, select
+from sqlalchemy import Integer, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
@@ -30,6 +30,8 @@ from runhq.errors import (
     PermissionDenied,
     TooManyLoginAttempts,
 )
+from runhq.logs import service as logs
+from runhq.logs.schemas import LogSource
 
 _hasher = PasswordHasher()
 _JWT_ALGORITHM = "HS256"
@@ -230,14 +232,17 @@ def purge_login_failures(session: Session, *, older_than: timedelta) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def issue_token(actor: Actor, *, secret: str, ttl_minutes: int) -> str:
+def issue_token(session: Session, actor: Actor, *, secret: str, ttl_minutes: int) -> str:
+    """A JWT for ``actor``, valid ``ttl_minutes`` or until the user logs out."""
     now = clock.now()
+    epoch = session.scalar(select(User.session_epoch).where(User.id == actor.user_id))
     claims = {
         "sub": str(actor.user_id),
         "ws": str(actor.workspace_id),
         "iss": _JWT_ISSUER,
         "iat": int(now.timestamp()),
         "exp": int((now + timedelta(minutes=ttl_minutes)).timestamp()),
+        "se": int(epoch or 0),
     }
     return jwt.encode(claims, secret, algorithm=_JWT_ALGORITHM)
 
@@ -259,22 +264,52 @@ def resolve_token(session: Session, token: str, *, secret: str) -> Actor:
         raise NotAuthenticated("invalid token") from None
     if int(claims["exp"]) <= int(clock.now().timestamp()):
         raise NotAuthenticated("token expired: log in again")
+    epoch = claims.get("se", 0)  # tokens issued before logouts existed carry none
     try:
         user_id, workspace_id = uuid.UUID(claims["sub"]), uuid.UUID(claims["ws"])
     except (ValueError, TypeError):
         raise NotAuthenticated("invalid token") from None
-    return _actor_for(session, user_id, workspace_id)
+    if not isinstance(epoch, int):
+        raise NotAuthenticated("invalid token")
+    return _actor_for(session, user_id, workspace_id, session_epoch=epoch)
 
 
-def _actor_for(session: Session, user_id: uuid.UUID, workspace_id: uuid.UUID) -> Actor:
+def _actor_for(
+    session: Session,
+    user_id: uuid.UUID,
+    workspace_id: uuid.UUID,
+    *,
+    session_epoch: int | None = None,
+) -> Actor:
+    """The member's actor; ``session_epoch``: a JWT's, refused once the user logged out."""
     row = session.execute(
-        select(Membership.role, User.is_active)
+        select(Membership.role, User.is_active, User.session_epoch)
         .join(User, User.id == Membership.user_id)
         .where(Membership.user_id == user_id, Membership.workspace_id == workspace_id)
     ).first()
     if row is None or not row.is_active:
         raise NotAuthenticated("this account no longer has access")
+    if session_epoch is not None and session_epoch != row.session_epoch:
+        raise NotAuthenticated("this session ended (logged out): log in again")
     return Actor(user_id=user_id, workspace_id=workspace_id, role=Role(row.role))
+
+
+def revoke_sessions(session: Session, actor: Actor) -> None:
+    """Log ``actor``'s user out everywhere: every JWT issued to them so far stops working
+    (browser sessions and API tokens alike; API keys are revoked one by one)."""
+    session.execute(
+        update(User)
+        .where(User.id == actor.user_id)
+        .values(session_epoch=User.session_epoch + 1)
+        .execution_options(synchronize_session=False)
+    )
+    logs.create_log(
+        session,
+        message="auth.logged_out",
+        source=LogSource.system,
+        workspace_id=actor.workspace_id,
+        metadata={"user_id": str(actor.user_id), "via": actor.via},
+    )
 
 
 def _hash_key(raw: str) -> str:

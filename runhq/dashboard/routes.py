@@ -8,9 +8,11 @@ from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from runhq import clock
 from runhq.auth import service as auth
+from runhq.auth.schemas import Actor
 from runhq.dashboard import briefing
 from runhq.dashboard.i18n import LANG_COOKIE, LANGS
 from runhq.dashboard.pages import SECURITY_HEADERS, PageDep, render_page
@@ -23,7 +25,9 @@ from runhq.dashboard.session import (
     set_session_cookie,
     submitted_csrf_token,
 )
+from runhq.db.session import transaction
 from runhq.errors import InvalidInput, NotAuthenticated, PermissionDenied, TooManyLoginAttempts
+from runhq.runtime import Runtime
 from runhq.web.deps import RuntimeDep, SessionDep
 
 router = APIRouter(include_in_schema=False)
@@ -92,7 +96,7 @@ def login(
         return render_page(request, browser, runtime, "login.html", context)
     settings = runtime.settings
     token = auth.issue_token(
-        actor, secret=settings.get_secret_key(), ttl_minutes=settings.session_ttl_minutes
+        session, actor, secret=settings.get_secret_key(), ttl_minutes=settings.session_ttl_minutes
     )
     response = _redirect(target)
     set_session_cookie(
@@ -102,14 +106,21 @@ def login(
 
 
 @router.post("/logout")
-async def logout(request: Request, browser: BrowserDep) -> Response:
+async def logout(request: Request, browser: BrowserDep, runtime: RuntimeDep) -> Response:
     # Logged in: a real state change, so the token is required. Already logged out (the
     # session expired): nothing to protect, the cookie is cleared all the same.
     if browser.actor is not None:
         browser.check_csrf(await submitted_csrf_token(request))
+        # The token in the cookie (and any copy of it) stops working, not only the cookie.
+        await run_in_threadpool(_revoke_sessions, runtime, browser.actor)
     response = _redirect("/login")
     clear_session_cookie(response, secure=browser.secure)
     return response
+
+
+def _revoke_sessions(runtime: Runtime, actor: Actor) -> None:
+    with transaction(runtime.sessions) as session:
+        auth.revoke_sessions(session, actor)
 
 
 @router.post("/lang", dependencies=[Depends(check_csrf)])

@@ -14,6 +14,7 @@ from runhq.auth import service as auth
 from runhq.auth.models import ApiKey, LoginFailure
 from runhq.clock import FrozenClock
 from runhq.errors import NotAuthenticated
+from runhq.logs.models import StructuredLog
 from runhq.runtime import Runtime
 from tests.conftest import PASSWORD, Team, bearer
 
@@ -190,3 +191,60 @@ def test_failed_logins_are_purged_after_a_day(session: Session, runtime: Runtime
         frozen.advance(timedelta(days=1, seconds=1))
         assert auth.purge_login_failures(session, older_than=timedelta(days=1)) == 2
     assert session.scalar(select(func.count(LoginFailure.id))) == 0
+
+
+def test_logout_ends_every_jwt_of_the_user_but_not_api_keys(
+    client: TestClient, session: Session, runtime: Runtime, team: Team
+) -> None:
+    email = team.emails[auth.Role.operator]
+    first = {"Authorization": f"Bearer {_login(client, email, PASSWORD)[1]['access_token']}"}
+    second = {"Authorization": f"Bearer {_login(client, email, PASSWORD)[1]['access_token']}"}
+    _, raw_key = auth.create_api_key(session, team.operator, name="ci")
+    session.commit()
+    others = bearer(runtime, team.owner)
+
+    r = client.post("/api/v1/auth/logout", headers=first)
+    assert (r.status_code, r.content) == (204, b"")
+    for headers in (first, second):  # every session of that user, not only the caller's
+        r = client.get("/api/v1/auth/me", headers=headers)
+        assert r.status_code == 401
+        assert "logged out" in r.json()["error"]["message"]
+    assert client.get("/api/v1/auth/me", headers=others).status_code == 200  # another user
+    key = {"Authorization": f"Bearer {raw_key}"}
+    assert client.get("/api/v1/auth/me", headers=key).status_code == 200
+    fresh = {"Authorization": f"Bearer {_login(client, email, PASSWORD)[1]['access_token']}"}
+    assert client.get("/api/v1/auth/me", headers=fresh).status_code == 200
+    lines = session.scalars(
+        select(StructuredLog.meta).where(StructuredLog.message == "auth.logged_out")
+    ).all()
+    assert lines == [{"user_id": str(team.operator.user_id), "via": "api"}]
+
+
+def test_logout_bad_inputs(
+    client: TestClient, session: Session, runtime: Runtime, team: Team
+) -> None:
+    assert client.post("/api/v1/auth/logout").status_code == 401
+    assert (
+        client.post("/api/v1/auth/logout", headers={"Authorization": "Bearer x"}).status_code == 401
+    )
+    # An API key is not a session: refused, and nothing is ended.
+    _, raw_key = auth.create_api_key(session, team.owner, name="ci")
+    session.commit()
+    jwt_headers = bearer(runtime, team.owner)
+    r = client.post("/api/v1/auth/logout", headers={"Authorization": f"Bearer {raw_key}"})
+    assert r.status_code == 422
+    assert "api-keys" in r.json()["error"]["message"]
+    assert client.get("/api/v1/auth/me", headers=jwt_headers).status_code == 200
+    assert (
+        session.scalar(select(func.count()).where(StructuredLog.message == "auth.logged_out")) == 0
+    )
+
+
+def test_a_jwt_with_a_malformed_session_epoch_is_401(
+    client: TestClient, runtime: Runtime, team: Team
+) -> None:
+    token = bearer(runtime, team.owner)["Authorization"].removeprefix("Bearer ")
+    claims = jwt.decode(token, options={"verify_signature": False})
+    forged = jwt.encode({**claims, "se": "0"}, runtime.settings.get_secret_key(), algorithm="HS256")
+    r = client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {forged}"})
+    assert r.status_code == 401

@@ -155,6 +155,23 @@ def test_logout_clears_the_session(client: TestClient, team: Team) -> None:
     assert client.get("/", follow_redirects=False).headers["location"] == "/login"
 
 
+def test_logout_ends_the_session_not_only_the_cookie(
+    client: TestClient, runtime: Runtime, team: Team
+) -> None:
+    """A copy of the cookie taken before logout (another tab, a stolen cookie) is dead too."""
+    log_in(client, team.emails[Role.operator])
+    stolen = client.cookies.get("runhq_session")
+    assert stolen
+    page = client.get("/")
+    client.post("/logout", data={"csrf_token": csrf_of(page.text)}, follow_redirects=False)
+    client.cookies.set("runhq_session", stolen)
+    r = client.get("/", follow_redirects=False)
+    assert (r.status_code, r.headers["location"]) == (303, "/login")
+    # Logging in again works at once.
+    log_in(client, team.emails[Role.operator])
+    assert client.get("/").status_code == 200
+
+
 def test_logout_without_a_session_just_goes_to_login(client: TestClient) -> None:
     r = client.post("/logout", follow_redirects=False)
     assert (r.status_code, r.headers["location"]) == (303, "/login")
