@@ -225,11 +225,13 @@ def _platforms(req: ContextRequest) -> Fact:
     ids = [p.id for p in chosen]
     day = platforms.get_uptime(req.session, ids, req.now - timedelta(hours=24))
     week = platforms.get_uptime(req.session, ids, req.now - timedelta(days=7))
+    open_incidents = platforms.list_open_incidents(req.session, ids)
+    recent_incidents = platforms.list_recent_incidents(req.session, ids, per_platform=5)
     rows: list[dict[str, Any]] = []
     down: list[str] = []
     for p in chosen:
-        incident = platforms.get_open_incident(req.session, p.id)
-        recent = platforms.list_incidents(req.session, p, limit=5)
+        incident = open_incidents.get(p.id)
+        recent = recent_incidents[p.id]
         n24, ok24 = day.get(p.id, (0, 0))
         n7, ok7 = week.get(p.id, (0, 0))
         if incident is not None:

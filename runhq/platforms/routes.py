@@ -32,9 +32,10 @@ def to_out(session: Session, actor: Actor, platforms: list[Platform]) -> list[Pl
     ids = [p.id for p in platforms]
     now = clock.now()
     uptimes = {w: service.get_uptime(session, ids, now - d) for w, d in service.WINDOWS.items()}
+    open_incidents = service.list_open_incidents(session, ids)
     out = []
     for p in platforms:
-        incident = service.get_open_incident(session, p.id)
+        incident = open_incidents.get(p.id)
         windows = []
         for w in service.WINDOWS:
             n, ok = uptimes[w].get(p.id, (0, 0))

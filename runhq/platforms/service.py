@@ -254,6 +254,48 @@ def get_open_incident(session: Session, platform_id: uuid.UUID) -> Incident | No
     )
 
 
+def list_open_incidents(
+    session: Session, platform_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, Incident]:
+    """Each platform's open incident, if it has one — one query for all platforms."""
+    if not platform_ids:
+        return {}
+    return {
+        incident.platform_id: incident
+        for incident in session.scalars(
+            select(Incident).where(
+                Incident.platform_id.in_(platform_ids), Incident.closed_at.is_(None)
+            )
+        )
+    }
+
+
+def list_recent_incidents(
+    session: Session, platform_ids: list[uuid.UUID], *, per_platform: int
+) -> dict[uuid.UUID, list[Incident]]:
+    """Each platform's latest ``per_platform`` incidents, newest first — one query for all."""
+    if not platform_ids:
+        return {}
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=Incident.platform_id,
+            order_by=(Incident.opened_at.desc(), Incident.id.desc()),
+        )
+        .label("rank")
+    )
+    ranked = select(Incident.id, rank).where(Incident.platform_id.in_(platform_ids)).subquery()
+    found: dict[uuid.UUID, list[Incident]] = {pid: [] for pid in platform_ids}
+    for incident in session.scalars(
+        select(Incident)
+        .join(ranked, ranked.c.id == Incident.id)
+        .where(ranked.c.rank <= per_platform)
+        .order_by(Incident.platform_id, Incident.opened_at.desc(), Incident.id.desc())
+    ):
+        found[incident.platform_id].append(incident)
+    return found
+
+
 def list_incidents(session: Session, platform: Platform, *, limit: int = 50) -> list[Incident]:
     return list(
         session.scalars(

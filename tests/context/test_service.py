@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from runhq import clock
@@ -17,7 +19,9 @@ from runhq.context import service as context
 from runhq.context.schemas import ContextRequest, Fact
 from runhq.db.migrate import upgrade
 from runhq.db.session import build_engine, make_reader_factory, make_session_factory
-from tests.conftest import make_settings, make_team
+from runhq.platforms import service as platforms
+from runhq.platforms.models import Incident
+from tests.conftest import counted_statements, make_settings, make_team
 
 
 def _broken(req: ContextRequest) -> Fact:
@@ -91,3 +95,50 @@ def test_network_providers_report_unavailable_when_not_configured(
     ):
         assert facts[name]["status"] == "unavailable"
         assert setting in str(facts[name])
+
+
+def test_the_platforms_fact_costs_the_same_queries_for_one_or_many_platforms(
+    tmp_path: Path, database_url: str, session: Session, db_engine: Engine
+) -> None:
+    team = make_team(session)
+    settings = make_settings(tmp_path, database_url)
+
+    def gather() -> tuple[dict[str, Any], list[str]]:
+        req = ContextRequest(
+            session=session,
+            settings=settings,
+            workspace_id=team.workspace_id,
+            run_id=uuid.uuid4(),
+            run_type="SECURITY_AUDIT",
+            platform_key=None,
+            params={},
+            topic="x",
+            now=clock.now(),
+        )
+        with counted_statements(db_engine) as statements:
+            fact = context.gather_context(req, ["platforms"])["facts"]["platforms"]
+        return fact, statements
+
+    def add(key: str) -> None:
+        platform = platforms.create_platform(
+            session, team.admin, key=key, name=key, health_urls=["http://127.0.0.1:9/"]
+        )
+        session.add(
+            Incident(
+                workspace_id=team.workspace_id,
+                platform_id=platform.id,
+                reason=f"{key} is down",
+                failures=3,
+                opened_at=clock.now() - timedelta(minutes=5),
+            )
+        )
+        session.flush()
+
+    add("p0")
+    one, few = gather()
+    for n in range(1, 5):
+        add(f"p{n}")
+    five, many = gather()
+    assert len(many) == len(few)
+    assert str(one).count("is down") >= 1
+    assert all(f"p{n} is down" in str(five) for n in range(5))

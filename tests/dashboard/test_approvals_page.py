@@ -19,8 +19,8 @@ from runhq.platforms import service as platforms
 from runhq.runs import service as runs
 from runhq.runs.models import Run, RunStatus
 from runhq.runtime import Runtime
-from tests.conftest import Team
-from tests.dashboard.conftest import counted_statements, csrf_of, log_in
+from tests.conftest import Team, counted_statements
+from tests.dashboard.conftest import csrf_of, log_in
 
 NBSP = "\u00a0"
 HOOK_URL = "https://hooks.example.com/t0ps3cret/deploy"

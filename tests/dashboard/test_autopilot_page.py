@@ -22,8 +22,8 @@ from runhq.logs.schemas import LogSource
 from runhq.runs import service as runs
 from runhq.runtime import Runtime
 from runhq.scheduler import autopilot, service
-from tests.conftest import Team
-from tests.dashboard.conftest import counted_statements, csrf_of, log_in
+from tests.conftest import Team, counted_statements
+from tests.dashboard.conftest import csrf_of, log_in
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)  # a Monday, 09:00 in Paris, 03:00 in New York
 

@@ -21,8 +21,8 @@ from runhq.dashboard.i18n import Translator
 from runhq.runs import service as runs
 from runhq.runs.models import RunStatus
 from runhq.runtime import Runtime
-from tests.conftest import Team
-from tests.dashboard.conftest import counted_statements, log_in
+from tests.conftest import Team, counted_statements
+from tests.dashboard.conftest import log_in
 
 NBSP = "\u00a0"
 #: Mid-November 2026 in Paris: "this month" is 2026-11.

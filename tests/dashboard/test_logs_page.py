@@ -23,8 +23,8 @@ from runhq.dashboard.i18n import LANGS, get_catalog
 from runhq.logs import service as logs
 from runhq.logs.schemas import LogLevel, LogSource
 from runhq.runtime import Runtime
-from tests.conftest import Team, make_team
-from tests.dashboard.conftest import add_run, counted_statements, log_in
+from tests.conftest import Team, counted_statements, make_team
+from tests.dashboard.conftest import add_run, log_in
 
 NOW = datetime(2026, 11, 18, 13, 5, 9, tzinfo=UTC)  # 14:05:09 in Paris
 _LINE_RE = re.compile(r'<li class="log-line[^"]*" id="log-([0-9a-f-]+)"[^>]*>(.*?)</li>', re.S)

@@ -20,8 +20,8 @@ from runhq.costs.models import GLOBAL_SCOPE
 from runhq.runs import service as runs
 from runhq.runs.models import Run, RunStatus
 from runhq.runtime import Runtime
-from tests.conftest import Team
-from tests.dashboard.conftest import counted_statements, csrf_of, log_in
+from tests.conftest import Team, counted_statements
+from tests.dashboard.conftest import csrf_of, log_in
 
 HTMX = {"HX-Request": "true"}
 _TYPE_RE = re.compile(r'<tr id="type-([A-Z0-9_]+)" data-run-type="\1">(.*?)</tr>', re.S)

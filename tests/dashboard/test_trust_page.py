@@ -16,8 +16,8 @@ from runhq.clock import FrozenClock
 from runhq.dashboard.trust_page import SCAN_RUN_TYPES
 from runhq.runs.models import RunStatus
 from runhq.runtime import Runtime
-from tests.conftest import Team
-from tests.dashboard.conftest import add_run, counted_statements, log_in
+from tests.conftest import Team, counted_statements
+from tests.dashboard.conftest import add_run, log_in
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)  # 13:00 in Paris
 TOPICS = [

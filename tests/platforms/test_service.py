@@ -8,15 +8,15 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from runhq.clock import FrozenClock
 from runhq.logs.models import StructuredLog
 from runhq.platforms import service
-from runhq.platforms.models import HealthCheck, Platform
+from runhq.platforms.models import HealthCheck, Incident, Platform
 from runhq.runtime import Runtime
-from tests.conftest import Team, bearer
+from tests.conftest import Team, bearer, counted_statements
 from tests.fakes.health_server import FakeHealth
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -237,3 +237,59 @@ def test_the_deploy_target_is_whole_for_admins_only(
                 "secret_env": service.REDACTED,
             }
             assert "T0K3N" not in str(answer)
+
+
+def _with_incidents(session: Session, team: Team, key: str, opened: list[int]) -> Platform:
+    """A platform whose incidents opened ``opened`` hours after T0; the last one is open."""
+    platform = service.create_platform(
+        session, team.admin, key=key, name=key.title(), health_urls=["http://127.0.0.1:9/"]
+    )
+    for n, hours in enumerate(opened):
+        last = n == len(opened) - 1
+        session.add(
+            Incident(
+                workspace_id=team.workspace_id,
+                platform_id=platform.id,
+                reason=f"{key} #{n}",
+                failures=3,
+                opened_at=T0 + timedelta(hours=hours),
+                closed_at=None if last else T0 + timedelta(hours=hours, minutes=30),
+            )
+        )
+    session.flush()
+    return platform
+
+
+def test_incidents_of_many_platforms_are_read_at_once(session: Session, team: Team) -> None:
+    a = _with_incidents(session, team, "alpha", [1, 5, 3, 7])
+    b = _with_incidents(session, team, "beta", [2])
+    quiet = service.create_platform(
+        session, team.admin, key="quiet", name="Quiet", health_urls=["http://127.0.0.1:9/"]
+    )
+    ids = [a.id, b.id, quiet.id]
+    recent = service.list_recent_incidents(session, ids, per_platform=3)
+    assert [i.reason for i in recent[a.id]] == ["alpha #3", "alpha #1", "alpha #2"]
+    assert [i.reason for i in recent[b.id]] == ["beta #0"]
+    assert recent[quiet.id] == []
+    open_ = service.list_open_incidents(session, ids)
+    assert {pid: i.reason for pid, i in open_.items()} == {a.id: "alpha #3", b.id: "beta #0"}
+    assert service.list_recent_incidents(session, [], per_platform=3) == {}
+    assert service.list_open_incidents(session, []) == {}
+
+
+def test_listing_platforms_costs_the_same_queries_for_one_or_many(
+    client: TestClient, session: Session, runtime: Runtime, team: Team, db_engine: Engine
+) -> None:
+    headers = bearer(runtime, team.viewer)
+    _with_incidents(session, team, "p0", [1, 2])
+    session.commit()
+    with counted_statements(db_engine) as one:
+        assert len(client.get("/api/v1/platforms", headers=headers).json()) == 1
+    for n in range(1, 6):
+        _with_incidents(session, team, f"p{n}", [1, 2])
+    session.commit()
+    with counted_statements(db_engine) as six:
+        listed = client.get("/api/v1/platforms", headers=headers).json()
+    assert len(listed) == 6
+    assert all(p["status"] == "down" for p in listed)
+    assert len(six) == len(one)
