@@ -44,7 +44,9 @@ app = typer.Typer(
 )
 logs_app = typer.Typer(help="Structured logs: list (default) and purge.")
 costs_app = typer.Typer(help="AI costs of a month; budgets.")
-user_app = typer.Typer(help="Users of the workspace.", no_args_is_help=True)
+user_app = typer.Typer(
+    help="Users of the workspace: add, list, logout, deactivate, activate.", no_args_is_help=True
+)
 apikey_app = typer.Typer(help="API keys.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 schedules_app = typer.Typer(help="Schedules: list (default), add, enable, disable, remove.")
@@ -742,6 +744,51 @@ def user_add(
             session, email=email, password=password, workspace_id=owner.workspace_id, role=role
         )
     out.print(f"user {email} added as {role.value}")
+
+
+@user_app.command("list")
+def user_list(as_json: JsonOpt = False) -> None:
+    """Users of the owner's workspace: email, role, active."""
+    with _unit_of_work() as (_, session):
+        members = auth.list_members(session, auth.get_default_owner(session))
+    if as_json:
+        _print_json([m.model_dump(mode="json") for m in members])
+        return
+    table = Table("email", "role", "active", "since", box=None)
+    for m in members:
+        table.add_row(
+            m.email, m.role.value, "yes" if m.is_active else "no", m.created_at.isoformat()[:10]
+        )
+    out.print(table)
+
+
+@user_app.command("logout")
+def user_logout(email: Annotated[str, typer.Argument()]) -> None:
+    """End every session of a user (a lost laptop): their JWTs stop working; API keys stay."""
+    with _unit_of_work() as (_, session):
+        owner = auth.get_default_owner(session)
+        auth.revoke_sessions(session, owner, auth.get_member_by_email(session, owner, email))
+    out.print(f"every session of {email} ended; they must log in again")
+
+
+@user_app.command("deactivate")
+def user_deactivate(email: Annotated[str, typer.Argument()]) -> None:
+    """Deactivate a user: no login, and their sessions and API keys stop working at once."""
+    with _unit_of_work() as (_, session):
+        owner = auth.get_default_owner(session)
+        user_id = auth.get_member_by_email(session, owner, email)
+        auth.update_user_active(session, owner, user_id, active=False)
+    out.print(f"user {email} deactivated")
+
+
+@user_app.command("activate")
+def user_activate(email: Annotated[str, typer.Argument()]) -> None:
+    """Activate a deactivated user again (their API keys work again; they log in anew)."""
+    with _unit_of_work() as (_, session):
+        owner = auth.get_default_owner(session)
+        user_id = auth.get_member_by_email(session, owner, email)
+        auth.update_user_active(session, owner, user_id, active=True)
+    out.print(f"user {email} activated")
 
 
 @apikey_app.command("create")

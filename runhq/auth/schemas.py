@@ -60,6 +60,16 @@ class ApiKeyCreated(ApiKeyOut):
     key: str
 
 
+class MemberOut(BaseModel):
+    """A user of the workspace, as an admin sees them."""
+
+    user_id: uuid.UUID
+    email: str
+    role: Role
+    is_active: bool
+    created_at: datetime
+
+
 class Me(BaseModel):
     user_id: uuid.UUID
     email: str

@@ -14,13 +14,13 @@ from datetime import timedelta
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Integer, bindparam, delete, select, update
+from sqlalchemy import Integer, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
 from runhq import clock
 from runhq.auth.models import ApiKey, LoginFailure, Membership, Role, User, Workspace
-from runhq.auth.schemas import Actor
+from runhq.auth.schemas import Actor, MemberOut
 from runhq.config import Settings
 from runhq.errors import (
     AlreadyExists,
@@ -294,21 +294,118 @@ def _actor_for(
     return Actor(user_id=user_id, workspace_id=workspace_id, role=Role(row.role))
 
 
-def revoke_sessions(session: Session, actor: Actor) -> None:
-    """Log ``actor``'s user out everywhere: every JWT issued to them so far stops working
-    (browser sessions and API tokens alike; API keys are revoked one by one)."""
-    session.execute(
-        update(User)
-        .where(User.id == actor.user_id)
-        .values(session_epoch=User.session_epoch + 1)
-        .execution_options(synchronize_session=False)
-    )
+def revoke_sessions(session: Session, actor: Actor, user_id: uuid.UUID | None = None) -> None:
+    """Log a user out everywhere: every JWT issued to them so far stops working (browser
+    sessions and API tokens alike; API keys are revoked one by one). Yourself by default;
+    another member of your workspace as an admin (an owner's sessions: an owner only)."""
+    target = user_id or actor.user_id
+    if target != actor.user_id:
+        _check_manages(session, actor, target, "ending another user's sessions")
+    _bump_session_epoch(session, target)
     logs.create_log(
         session,
         message="auth.logged_out",
         source=LogSource.system,
         workspace_id=actor.workspace_id,
-        metadata={"user_id": str(actor.user_id), "via": actor.via},
+        metadata={"user_id": str(target), "by": str(actor.user_id), "via": actor.via},
+    )
+
+
+def _bump_session_epoch(session: Session, user_id: uuid.UUID) -> None:
+    session.execute(
+        update(User)
+        .where(User.id == user_id)
+        .values(session_epoch=User.session_epoch + 1)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _check_manages(session: Session, actor: Actor, user_id: uuid.UUID, action: str) -> Role:
+    """``actor`` may manage member ``user_id`` (admin; owner for an owner): their role."""
+    require_role(actor, Role.admin, action)
+    role = session.scalar(
+        select(Membership.role).where(
+            Membership.user_id == user_id, Membership.workspace_id == actor.workspace_id
+        )
+    )
+    if role is None:
+        raise NotFound(f"no user {user_id} in this workspace")
+    if role == Role.owner.value:
+        require_role(actor, Role.owner, f"{action} (of an owner)")
+    return Role(role)
+
+
+def list_members(session: Session, actor: Actor) -> list[MemberOut]:
+    """The workspace's users, oldest first (admins and owners)."""
+    require_role(actor, Role.admin, "listing users")
+    rows = session.execute(
+        select(User.id, User.email, Membership.role, User.is_active, User.created_at)
+        .join(Membership, Membership.user_id == User.id)
+        .where(Membership.workspace_id == actor.workspace_id)
+        .order_by(User.created_at, User.email)
+    ).all()
+    return [
+        MemberOut(
+            user_id=r.id,
+            email=r.email,
+            role=Role(r.role),
+            is_active=r.is_active,
+            created_at=r.created_at,
+        )
+        for r in rows
+    ]
+
+
+def get_member_by_email(session: Session, actor: Actor, email: str) -> uuid.UUID:
+    """The id of the member of ``actor``'s workspace with this email (404 if none)."""
+    user_id = session.scalar(
+        select(User.id)
+        .join(Membership, Membership.user_id == User.id)
+        .where(User.email == email.strip().lower(), Membership.workspace_id == actor.workspace_id)
+    )
+    if user_id is None:
+        raise NotFound(f"no user {email!r} in this workspace")
+    return user_id
+
+
+def update_user_active(session: Session, actor: Actor, user_id: uuid.UUID, *, active: bool) -> None:
+    """Deactivate a member (they can no longer log in, and their sessions and API keys stop
+    working at once) or activate them again. Not yourself; never the last active owner."""
+    verb = "activating" if active else "deactivating"
+    role = _check_manages(session, actor, user_id, f"{verb} a user")
+    if user_id == actor.user_id:
+        raise InvalidInput(f"you cannot {'activate' if active else 'deactivate'} yourself")
+    if not active and role == Role.owner and _active_owners(session, actor.workspace_id) <= 1:
+        raise InvalidInput("the workspace's last active owner cannot be deactivated")
+    user = get_user(session, user_id)
+    if user.is_active == active:
+        return
+    user.is_active = active
+    session.flush()
+    if not active:
+        _bump_session_epoch(session, user_id)
+    logs.create_log(
+        session,
+        message="auth.user_activated" if active else "auth.user_deactivated",
+        source=LogSource.system,
+        workspace_id=actor.workspace_id,
+        metadata={"user_id": str(user_id), "by": str(actor.user_id), "via": actor.via},
+    )
+
+
+def _active_owners(session: Session, workspace_id: uuid.UUID) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Membership)
+            .join(User, User.id == Membership.user_id)
+            .where(
+                Membership.workspace_id == workspace_id,
+                Membership.role == Role.owner.value,
+                User.is_active.is_(True),
+            )
+        )
+        or 0
     )
 
 

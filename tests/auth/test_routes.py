@@ -217,7 +217,8 @@ def test_logout_ends_every_jwt_of_the_user_but_not_api_keys(
     lines = session.scalars(
         select(StructuredLog.meta).where(StructuredLog.message == "auth.logged_out")
     ).all()
-    assert lines == [{"user_id": str(team.operator.user_id), "via": "api"}]
+    who = str(team.operator.user_id)
+    assert lines == [{"user_id": who, "by": who, "via": "api"}]
 
 
 def test_logout_bad_inputs(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from runhq.auth import service as auth
-from runhq.auth.models import Role
-from runhq.errors import AlreadyExists, InvalidInput, NotFound
-from tests.conftest import Team
+from runhq.auth.models import Role, User
+from runhq.auth.schemas import Actor
+from runhq.errors import AlreadyExists, InvalidInput, NotFound, PermissionDenied
+from tests.conftest import Team, make_team
 
 
 def test_user_rules(session: Session, team: Team) -> None:
@@ -49,3 +51,59 @@ def test_roles_are_ordered(team: Team) -> None:
     assert team.admin.has_at_least(Role.operator)
     assert not team.operator.has_at_least(Role.admin)
     assert not team.viewer.has_at_least(Role.operator)
+
+
+def _epoch(session: Session, user_id: object) -> int:
+    return int(session.scalar(select(User.session_epoch).where(User.id == user_id)) or 0)
+
+
+def test_who_may_end_whose_sessions(session: Session, team: Team) -> None:
+    before = _epoch(session, team.viewer.user_id)
+    auth.revoke_sessions(session, team.viewer)  # anyone, their own
+    assert _epoch(session, team.viewer.user_id) == before + 1
+    auth.revoke_sessions(session, team.admin, team.operator.user_id)
+    assert _epoch(session, team.operator.user_id) == 1
+    with pytest.raises(PermissionDenied, match="admin"):
+        auth.revoke_sessions(session, team.operator, team.viewer.user_id)
+    with pytest.raises(PermissionDenied, match="owner"):
+        auth.revoke_sessions(session, team.admin, team.owner.user_id)
+    other = make_team(session)
+    with pytest.raises(NotFound, match="in this workspace"):
+        auth.revoke_sessions(session, team.owner, other.viewer.user_id)
+    assert _epoch(session, other.viewer.user_id) == 0
+
+
+def test_deactivating_members(session: Session, team: Team) -> None:
+    auth.update_user_active(session, team.admin, team.viewer.user_id, active=False)
+    assert auth.get_user(session, team.viewer.user_id).is_active is False
+    assert _epoch(session, team.viewer.user_id) == 1
+    auth.update_user_active(session, team.admin, team.viewer.user_id, active=False)  # no-op
+    assert _epoch(session, team.viewer.user_id) == 1
+    with pytest.raises(InvalidInput, match="yourself"):
+        auth.update_user_active(session, team.admin, team.admin.user_id, active=False)
+    with pytest.raises(PermissionDenied, match="owner"):
+        auth.update_user_active(session, team.admin, team.owner.user_id, active=False)
+    with pytest.raises(PermissionDenied, match="admin"):
+        auth.update_user_active(session, team.operator, team.viewer.user_id, active=True)
+    # A second owner may be deactivated by the first, never the last active one.
+    second = auth.create_user(
+        session,
+        email="second-owner@example.com",
+        password="x" * 12,
+        workspace_id=team.workspace_id,
+        role=Role.owner,
+    )
+    auth.update_user_active(session, team.owner, second.id, active=False)
+    with pytest.raises(InvalidInput, match="last active owner"):
+        auth.update_user_active(
+            session,
+            Actor(user_id=second.id, workspace_id=team.workspace_id, role=Role.owner),
+            team.owner.user_id,
+            active=False,
+        )
+    assert [m.email for m in auth.list_members(session, team.admin) if not m.is_active] == [
+        team.emails[Role.viewer],
+        "second-owner@example.com",
+    ]
+    with pytest.raises(PermissionDenied, match="admin"):
+        auth.list_members(session, team.operator)

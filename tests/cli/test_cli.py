@@ -231,6 +231,77 @@ def test_unknown_type_lists_valid_types_once(initialised: Cli) -> None:
     assert err.count("DAILY_EXECUTIVE_BRIEF") == 1
 
 
+def _token_of(email: str) -> str:
+    """A JWT for ``email``, issued in-process on the CLI's database (as a login would)."""
+    from runhq.auth import service as auth
+    from runhq.db.session import transaction
+
+    runtime = cli._runtime()
+    with transaction(runtime.sessions) as session:
+        owner = auth.get_default_owner(session)
+        user_id = auth.get_member_by_email(session, owner, email)
+        actor = auth._actor_for(session, user_id, owner.workspace_id)
+        return auth.issue_token(session, actor, secret="s" * 40, ttl_minutes=10)
+
+
+def _works(token: str) -> bool:
+    from runhq.auth import service as auth
+    from runhq.db.session import transaction
+    from runhq.errors import NotAuthenticated
+
+    with transaction(cli._runtime().sessions) as session:
+        try:
+            auth.resolve_token(session, token, secret="s" * 40)
+        except NotAuthenticated:
+            return False
+    return True
+
+
+def test_user_verbs(initialised: Cli) -> None:
+    code, out, err = initialised(
+        "user", "add", "op@example.com", "--password", PASSWORD, "--role", "operator"
+    )
+    assert code == 0, err
+    code, out, err = initialised("user", "list", "--json")
+    assert code == 0, err
+    assert [(u["email"], u["role"], u["is_active"]) for u in json.loads(out)] == [
+        (OWNER, "owner", True),
+        ("op@example.com", "operator", True),
+    ]
+    code, out, _ = initialised("user", "list")
+    assert "op@example.com" in out
+    token = _token_of("op@example.com")
+    assert _works(token)
+    code, out, err = initialised("user", "logout", "OP@example.com")
+    assert code == 0, err
+    assert "must log in again" in out
+    assert not _works(token)
+    token = _token_of("op@example.com")
+    code, _, err = initialised("user", "deactivate", "op@example.com")
+    assert code == 0, err
+    assert not _works(token)
+    code, out, _ = initialised("user", "list", "--json")
+    assert {u["email"]: u["is_active"] for u in json.loads(out)}["op@example.com"] is False
+    assert initialised("user", "activate", "op@example.com")[0] == 0
+    assert _works(_token_of("op@example.com"))
+
+
+def test_user_verbs_bad_inputs(initialised: Cli) -> None:
+    for verb in ("logout", "deactivate", "activate"):
+        code, _, err = initialised("user", verb, "ghost@example.com")
+        assert code == 1
+        assert "no user 'ghost@example.com'" in err
+    # The CLI acts as the owner: not on themselves, never the last active owner.
+    code, _, err = initialised("user", "deactivate", OWNER)
+    assert code == 1
+    assert "yourself" in err
+    code, out, _ = initialised("user", "list", "--json")
+    assert all(u["is_active"] for u in json.loads(out))
+    code, _, err = initialised("user", "add", "bad", "--password", PASSWORD)
+    assert code == 1
+    assert "Traceback" not in err
+
+
 def test_apikey_revoke_bad_id_says_key(initialised: Cli) -> None:
     code, _, err = initialised("apikey", "revoke", "abc")
     assert code == 1
