@@ -6,9 +6,12 @@ log line), the model answering instantly in-process; and, in the same process on
 database, N bare "insert then update" transaction pairs — the least any run lifecycle
 could cost. Prints runs/s, floor pairs/s and the ratio (goal: engine within 3× of the floor);
 and, for information, a second floor in a run's shape (its transactions and statement kinds,
-bare) to separate what the structure costs from what runhq adds.
+bare) to separate what the structure costs from what runhq adds. The measures are taken in
+interleaved rounds (floor, shaped floor, engine, with context; again), so that a noisy
+machine's slow spell weighs on all of them alike.
 
-    .venv/bin/python -m bench.engine_overhead [--runs 300] [--backend sqlite|postgresql|both]
+    .venv/bin/python -m bench.engine_overhead [--runs 300] [--rounds 5]
+        [--backend sqlite|postgresql|both]
 """
 
 from __future__ import annotations
@@ -42,7 +45,12 @@ from runhq.auth.models import Role
 from runhq.auth.schemas import Actor
 from runhq.config import Settings
 from runhq.db.migrate import upgrade
-from runhq.db.session import build_engine, make_session_factory, transaction
+from runhq.db.session import (
+    build_engine,
+    make_reader_factory,
+    make_session_factory,
+    transaction,
+)
 from runhq.llm.gateway import Completion, Gateway
 from runhq.registry.service import get_registry
 from runhq.runs import service as runs
@@ -96,9 +104,8 @@ def _floor_table(db: Engine, name: str) -> Table:
     return table
 
 
-def _floor(db: Engine, n: int) -> float:
+def _floor(db: Engine, table: Table, n: int) -> float:
     """Seconds for n pairs of committed transactions: insert a row, then update it."""
-    table = _floor_table(db, "bench_floor")
     start = time.perf_counter()
     for _ in range(n):
         row_id = uuid.uuid4()
@@ -109,13 +116,13 @@ def _floor(db: Engine, n: int) -> float:
     return time.perf_counter() - start
 
 
-def _shaped_floor(db: Engine, n: int) -> float:
+def _shaped_floor(db: Engine, table: Table, n: int) -> float:
     """Seconds for n runs' worth of bare statements in a run's shape: the same transactions
-    and statement kinds as a run (creation: read, insert, insert; claim: update, insert;
-    facts: update; final: update, insert) on one small table. Not the goal's floor: what a
-    run's structure costs before runhq's own work on it."""
-    table = _floor_table(db, "bench_shaped_floor")
+    and statement kinds as a run (creation: read, insert, insert; then a read outside any
+    transaction; claim: update, insert; final: update, insert) on one small table. Not the
+    goal's floor: what a run's structure costs before runhq's own work on it."""
     read = select(table.c.attempt).where(table.c.id == bindparam("id"))
+    readers = make_reader_factory(db)  # autocommit reads, as the engine's
     start = time.perf_counter()
     for _ in range(n):
         row_id = uuid.uuid4()
@@ -127,11 +134,12 @@ def _shaped_floor(db: Engine, n: int) -> float:
             conn.execute(read, {"id": row_id}).first()
             conn.execute(table.insert().values(id=row_id, status="queued", attempt=1))
             log(conn)
-        for status, logged in (("running", True), ("running", False), ("completed", True)):
+        with readers() as reader:  # the worker's read of the run, before its claim
+            reader.connection().execute(read, {"id": row_id}).first()
+        for status in ("running", "completed"):
             with db.begin() as conn:
                 conn.execute(table.update().where(table.c.id == row_id).values(status=status))
-                if logged:
-                    log(conn)
+                log(conn)
     return time.perf_counter() - start
 
 
@@ -172,7 +180,12 @@ def _engine_runs(db: Engine, url: str, tmp: Path, n: int, *, context: bool = Tru
     return time.perf_counter() - start
 
 
-def bench(backend: str, n: int) -> dict[str, Any]:
+def bench(backend: str, n: int, rounds: int = 5) -> dict[str, Any]:
+    """The four measures taken in ``rounds`` interleaved rounds of n/rounds each: a shared
+    machine's slow minutes fall on all of them alike instead of on whichever ran then."""
+    per_round = max(1, n // rounds)
+    n = per_round * rounds
+    seconds = {"floor": 0.0, "shaped": 0.0, "engine": 0.0, "with_context": 0.0}
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         url, admin = _database(backend, tmp)
@@ -180,10 +193,13 @@ def bench(backend: str, n: int) -> dict[str, Any]:
         try:
             upgrade(db)
             _engine_runs(db, url, tmp, 20)  # warm-up: imports, caches, connection pool
-            floor_s = _floor(db, n)
-            shaped_s = _shaped_floor(db, n)
-            bare_s = _engine_runs(db, url, tmp, n, context=False)
-            engine_s = _engine_runs(db, url, tmp, n)
+            floor_table = _floor_table(db, "bench_floor")
+            shaped_table = _floor_table(db, "bench_shaped_floor")
+            for _ in range(rounds):
+                seconds["floor"] += _floor(db, floor_table, per_round)
+                seconds["shaped"] += _shaped_floor(db, shaped_table, per_round)
+                seconds["engine"] += _engine_runs(db, url, tmp, per_round, context=False)
+                seconds["with_context"] += _engine_runs(db, url, tmp, per_round)
         finally:
             db.dispose()
             if admin is not None:
@@ -192,9 +208,12 @@ def bench(backend: str, n: int) -> dict[str, Any]:
                         text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
                     )
                 admin.dispose()
+    floor_s, shaped_s = seconds["floor"], seconds["shaped"]
+    bare_s, engine_s = seconds["engine"], seconds["with_context"]
     return {
         "backend": backend,
         "runs": n,
+        "rounds": rounds,
         "floor_pairs_per_s": round(n / floor_s, 1),
         "engine_runs_per_s": round(n / bare_s, 1),
         "engine_ratio": round(bare_s / floor_s, 2),
@@ -209,11 +228,12 @@ def bench(backend: str, n: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     args = parser.parse_args()
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     for backend in backends:
-        result = bench(backend, args.runs)
+        result = bench(backend, args.runs, args.rounds)
         print(json.dumps(result))
 
 
