@@ -114,10 +114,13 @@ def _database() -> tuple[str, Any]:
 
 
 def _create(sessions: Any, actor: Actor, n: int, notify: Any) -> list[uuid.UUID]:
+    """n runs, each created in its own transaction as ``POST /api/v1/runs`` does: each is
+    published once committed, so the workers start while the next ones are created (as the
+    raw side's workers do while ``delay()`` is still being called)."""
     registry = get_registry()
     ids = []
-    with transaction(sessions) as session:
-        for _ in range(n):
+    for _ in range(n):
+        with transaction(sessions) as session:
             run, _ = runs.create_run(
                 session,
                 actor,
