@@ -21,12 +21,11 @@ from runhq.dashboard import briefing
 from runhq.runs import service as runs
 from runhq.runs.models import RunStatus
 from runhq.runtime import Runtime
-from tests.conftest import Team
+from tests.conftest import Team, counted_statements
 from tests.dashboard.conftest import (
     add_platform,
     add_run,
     cards_of,
-    counted_statements,
     log_in,
     run_daily_brief,
 )

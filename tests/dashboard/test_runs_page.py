@@ -20,11 +20,10 @@ from runhq.auth.models import Role
 from runhq.runs import service as runs
 from runhq.runs.models import Run, RunStatus
 from runhq.runtime import Runtime
-from tests.conftest import Team, make_team
+from tests.conftest import Team, counted_statements, make_team
 from tests.dashboard.conftest import (
     add_platform,
     add_run,
-    counted_statements,
     csrf_of,
     log_in,
     run_daily_brief,
