@@ -9,6 +9,7 @@ the call, so a crash or a redelivered task can never send it a second time.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from datetime import timedelta
 from typing import Any
 
@@ -242,10 +243,23 @@ def _change_price(run: Run, settings: Settings) -> ActionResult:
         )
 
 
-def gate_verdict(context: dict[str, Any], platform_key: str | None) -> tuple[str, list[str]]:
-    """The release gate by rule, from the gathered facts (offline, or no model verdict)."""
+def gate_verdict(
+    context: dict[str, Any], platform_key: str | None, *, exempt_types: Collection[str] = ()
+) -> tuple[str, list[str]]:
+    """The release gate by rule, from the gathered facts (offline, or no model verdict).
+
+    Fails on an open incident of the gated platform (of any platform, for a gate without
+    one), on a run type failing again and again within 24 h on that platform or workspace-wide
+    (``exempt_types``: the gates and actions themselves, so that a refused deployment does not
+    block the gate that would let the next one through), and on CI failing over 20 %.
+    """
     facts = context.get("facts", {})
     reasons: list[str] = []
+    unknown: list[str] = []
+
+    def concerns(key: str | None) -> bool:
+        return platform_key is None or key is None or key == platform_key
+
     for row in facts.get("platforms", {}).get("data", {}).get("platforms", []):
         if row.get("open_incident") and (
             platform_key is None or row.get("platform_key") == platform_key
@@ -253,17 +267,22 @@ def gate_verdict(context: dict[str, Any], platform_key: str | None) -> tuple[str
             reasons.append(
                 f"open incident on {row['platform_key']}: {row['open_incident']['reason']}"
             )
-    failed = facts.get("failures", {}).get("data", {}).get("failed_24h", 0)
-    if failed:
-        reasons.append(f"{failed} failed runs in the last 24 h")
-    rate = facts.get("github", {}).get("data", {}).get("workflow_runs", {}).get("failure_rate")
+    for row in facts.get("failures", {}).get("data", {}).get("recurring_24h", []):
+        if row.get("run_type") not in exempt_types and concerns(row.get("platform_key")):
+            where = f" on {row['platform_key']}" if row.get("platform_key") else ""
+            reasons.append(f"{row['run_type']} failed {row['failures']} times in 24 h{where}")
+    github = facts.get("github", {})
+    rate = github.get("data", {}).get("workflow_runs", {}).get("failure_rate")
     if isinstance(rate, int | float) and rate > 0.2:
         reasons.append(f"CI failure rate {rate:.0%} over 20 %")
-    return (
-        ("fail", reasons)
-        if reasons
-        else ("pass", ["no open incident, no failed run in 24 h, CI healthy or not configured"])
-    )
+    elif not isinstance(rate, int | float):
+        unknown.append("CI status unknown (" + (github.get("summary") or "no GitHub facts") + ")")
+    if reasons:
+        return "fail", reasons + unknown
+    return "pass", [
+        "no open incident, no run type failing repeatedly in 24 h, CI healthy or unknown",
+        *unknown,
+    ]
 
 
 __all__ = [

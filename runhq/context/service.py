@@ -74,18 +74,32 @@ def _plural(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
+# Failures of one run type on one platform within 24 h that make them recurring (release gate).
+RECURRING_FAILURES = 2
+
+
 def _failures(req: ContextRequest) -> Fact:
-    week = runs.list_failed(req.session, req.workspace_id, since=req.now - timedelta(days=7))
-    day_cutoff = req.now - timedelta(hours=24)
-    last_day = [r for r in week if r.created_at >= day_cutoff]
+    week_since, day_since = req.now - timedelta(days=7), req.now - timedelta(hours=24)
+    counts = runs.count_failed(req.session, req.workspace_id, since=week_since, day_since=day_since)
+    recent = runs.list_failed(req.session, req.workspace_id, since=week_since, limit=10)
+    failed_7d = sum(int(c.since) for c in counts)
+    failed_24h = sum(int(c.last_day) for c in counts)
     by_type: dict[str, int] = {}
-    for r in week:
-        by_type[r.run_type] = by_type.get(r.run_type, 0) + 1
-    if week:
+    for c in counts:
+        by_type[c.run_type] = by_type.get(c.run_type, 0) + int(c.since)
+    # The same run type failing again on the same platform within a day: not a blip.
+    recurring = sorted(
+        (
+            {"run_type": c.run_type, "platform_key": c.platform_key, "failures": int(c.last_day)}
+            for c in counts
+            if int(c.last_day) >= RECURRING_FAILURES
+        ),
+        key=lambda r: (-r["failures"], r["run_type"], r["platform_key"] or ""),
+    )
+    if failed_7d:
         worst = ", ".join(f"{k} ×{v}" for k, v in sorted(by_type.items(), key=lambda i: -i[1])[:3])
         summary = (
-            f"{_plural(len(last_day), 'failed run')} in 24 h, {len(week)} in 7 days "
-            f"(most: {worst})."
+            f"{_plural(failed_24h, 'failed run')} in 24 h, {failed_7d} in 7 days (most: {worst})."
         )
     else:
         summary = "No failed runs in the last 7 days."
@@ -95,9 +109,10 @@ def _failures(req: ContextRequest) -> Fact:
         status="ok",
         summary=summary,
         data={
-            "failed_24h": len(last_day),
-            "failed_7d": len(week),
+            "failed_24h": failed_24h,
+            "failed_7d": failed_7d,
             "by_run_type_7d": by_type,
+            "recurring_24h": recurring,
             "recent": [
                 {
                     "run_id": str(r.id),
@@ -106,7 +121,7 @@ def _failures(req: ContextRequest) -> Fact:
                     "created_at": r.created_at.isoformat(),
                     "error": (r.error or "")[:300],
                 }
-                for r in week[:10]
+                for r in recent
             ],
         },
     )

@@ -36,7 +36,7 @@ from runhq.llm.gateway import (
     ModelUnavailable,
     render_offline,
 )
-from runhq.llm.output import format_instructions
+from runhq.llm.output import format_instructions, parse_gate_report, parse_report
 from runhq.registry.schemas import RunTypeSpec
 from runhq.registry.service import Registry
 from runhq.runs import service as runs_service
@@ -72,7 +72,8 @@ def build_messages(
     """The prompt: the agent's persona and task as system, the facts (JSON) as user."""
     system = (
         f"{persona}\n\n## Task: {spec.label.en}\n{spec.task_prompt}\n\n"
-        f"Steps: {'; '.join(spec.steps)}.\n\n{format_instructions(spec.output_sections)}"
+        f"Steps: {'; '.join(spec.steps)}.\n\n"
+        f"{format_instructions(spec.output_sections, gate=spec.gate)}"
     )
     user = "Facts gathered for this run (JSON). Base every statement on them.\n" + json.dumps(
         context, ensure_ascii=False, default=str
@@ -219,7 +220,10 @@ class Engine:
             output.setdefault("verdict_reasons", [])
             output["verdict_by"] = completion.model_used
             return
-        verdict, reasons = actions.gate_verdict(run.context or {}, run.platform_key)
+        exempt = [k for k, t in self.registry.run_types.items() if t.gate or t.action]
+        verdict, reasons = actions.gate_verdict(
+            run.context or {}, run.platform_key, exempt_types=exempt
+        )
         output.update(verdict=verdict, verdict_reasons=reasons, verdict_by="rule")
 
     def _act(self, session: Session, run: Run, started: float) -> RunStatus:
@@ -313,6 +317,7 @@ class Engine:
             fallback_model=spec.fallback_model,
             messages=prepared.messages,
             deadline=deadline,
+            parse=parse_gate_report if spec.gate else parse_report,
         )
 
     def _fail(self, run: RunRecord, started: float, exc: Exception) -> RunStatus:

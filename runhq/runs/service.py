@@ -20,6 +20,7 @@ from sqlalchemy import (
     Table,
     TextualSelect,
     bindparam,
+    case,
     func,
     or_,
     select,
@@ -838,6 +839,32 @@ def list_failed(
     """Summaries of the failed runs created since ``since``, newest first."""
     params = {"workspace_id": workspace_id, "since": since, "limit": limit}
     return session.execute(_FAILED, params).all()
+
+
+# Built once: read by the failures fact of every run that gathers it.
+_FAILED_COUNTS = (
+    select(
+        Run.run_type,
+        Run.platform_key,
+        func.sum(case((Run.created_at >= bindparam("day_since"), 1), else_=0)).label("last_day"),
+        func.count(Run.id).label("since"),
+    )
+    .where(
+        Run.workspace_id == bindparam("workspace_id"),
+        Run.created_at >= bindparam("since"),
+        Run.status == RunStatus.failed.value,
+    )
+    .group_by(Run.run_type, Run.platform_key)
+)
+
+
+def count_failed(
+    session: Session, workspace_id: uuid.UUID, *, since: datetime, day_since: datetime
+) -> Sequence[Row[Any]]:
+    """Failed runs per (run_type, platform_key): ``since`` (the column ``since``) and since
+    ``day_since`` (``last_day``) — exact counts, however many there are, in one query."""
+    params = {"workspace_id": workspace_id, "since": since, "day_since": day_since}
+    return session.execute(_FAILED_COUNTS, params).all()
 
 
 def list_pending_approval(session: Session, workspace_id: uuid.UUID) -> Sequence[Row[Any]]:

@@ -114,6 +114,22 @@ def test_deploy_end_to_end_sends_one_signed_webhook(
     assert len(receiver.deliveries) == 1
 
 
+def _fail(
+    session: Session, runtime: Runtime, team: Team, run_type: str, platform: str | None
+) -> None:
+    """A run of ``run_type`` that failed just now."""
+    from runhq.runs.state import transition
+
+    run, _ = runs.create_run(
+        session, team.operator, runtime.registry, run_type=run_type, platform_key=platform
+    )
+    if run.status == RunStatus.pending_approval:
+        runs.approve_run(session, team.owner, run.id, reason="test")
+    transition(session, run, RunStatus.running)
+    transition(session, run, RunStatus.failed, values={"error": "boom"})
+    session.commit()
+
+
 def test_failed_release_gate_refuses_to_act(
     runtime: Runtime,
     session: Session,
@@ -121,24 +137,56 @@ def test_failed_release_gate_refuses_to_act(
     receiver: FakeDeployReceiver,
     app_platform: str,
 ) -> None:
-    failed, _ = runs.create_run(session, team.operator, runtime.registry, run_type="SEO_AUDIT")
-    session.commit()
-    from runhq.runs.state import transition
-
-    transition(session, failed, RunStatus.running)
-    transition(session, failed, RunStatus.failed, values={"error": "boom"})
-    session.commit()
+    for _ in range(2):  # the same run type failing again within a day: recurring
+        _fail(session, runtime, team, "SEO_AUDIT", None)
     gate = _gate(runtime, session, team)
     assert gate.output is not None
     assert gate.output["verdict"] == "fail"
+    assert gate.output["verdict_by"] == "rule"
+    assert "SEO_AUDIT failed 2 times in 24 h" in gate.output["verdict_reasons"]
     run = _plan(runtime, session, team)
     runs.approve_run(session, team.owner, run.id, reason="go")
     session.commit()
     assert runtime.engine.execute(run.id) == RunStatus.failed
     session.refresh(run)
     assert "did not pass" in (run.error or "")
-    assert "failed runs" in (run.error or "")
+    assert "SEO_AUDIT failed 2 times" in (run.error or "")
     assert receiver.deliveries == []
+
+
+def test_the_gate_rule_ignores_blips_other_platforms_and_refused_deploys(
+    runtime: Runtime, session: Session, team: Team, app_platform: str
+) -> None:
+    """One failure is a blip; another platform's failures are not this one's; and refused
+    deployments (or failed gates) must not block the gate that would let the next one pass."""
+    platforms.create_platform(session, team.admin, key="blog", name="Blog")
+    session.commit()
+    _fail(session, runtime, team, "SEO_AUDIT", None)
+    for _ in range(3):
+        _fail(session, runtime, team, "SEO_AUDIT", "blog")
+    for _ in range(2):
+        _fail(session, runtime, team, "DEPLOY_TO_PRODUCTION", "app")
+        _fail(session, runtime, team, "RELEASE_GATE_CHECK", "app")
+    gate = _gate(runtime, session, team)
+    assert gate.output is not None
+    assert gate.output["verdict"] == "pass", gate.output["verdict_reasons"]
+    assert any("CI status unknown" in r for r in gate.output["verdict_reasons"])
+    # The facts count every failure exactly (the rule reads the recurring ones).
+    assert gate.context is not None
+    failures = gate.context["facts"]["failures"]["data"]
+    assert failures["failed_24h"] == 8
+    assert {(r["run_type"], r["platform_key"]) for r in failures["recurring_24h"]} == {
+        ("SEO_AUDIT", "blog"),
+        ("DEPLOY_TO_PRODUCTION", "app"),
+        ("RELEASE_GATE_CHECK", "app"),
+    }
+    # The same failures on the gated platform do block it.
+    for _ in range(2):
+        _fail(session, runtime, team, "VULNERABILITY_SCAN", "app")
+    gate = _gate(runtime, session, team)
+    assert gate.output is not None
+    assert gate.output["verdict"] == "fail"
+    assert gate.output["verdict_reasons"][0] == "VULNERABILITY_SCAN failed 2 times in 24 h on app"
 
 
 def test_no_recent_gate_refuses_to_act(

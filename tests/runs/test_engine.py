@@ -435,3 +435,51 @@ def test_a_run_whose_type_left_the_registry_fails_instead_of_staying_queued(
     assert run.status == RunStatus.failed
     assert "RunTypeUnknown" in (run.error or "")
     assert _messages(session, run)[-2:] == ["run.started", "run.failed"]
+
+
+def test_a_gate_asks_the_model_for_its_verdict_and_keeps_it(
+    online: Runtime, session: Session, team: Team, fake: FakeOpenAI
+) -> None:
+    spec = REGISTRY.run_types["RELEASE_GATE_CHECK"]
+    report = json.loads(_report("No-go: CI is red on the candidate."))
+    report.update(verdict="fail", verdict_reasons=["CI red on abc123"])
+    fake.enqueue_content(json.dumps(report), model=spec.model)
+    run = _start(online, session, team.operator, "RELEASE_GATE_CHECK", team.owner)
+    assert online.engine.execute(run.id) == RunStatus.completed
+    session.refresh(run)
+    assert run.output is not None
+    assert (run.output["verdict"], run.output["verdict_by"]) == ("fail", spec.model)
+    assert run.output["verdict_reasons"] == ["CI red on abc123"]
+    system = fake.chat_requests[-1].body["messages"][0]["content"]
+    assert "Always give verdict" in system
+    assert '"verdict":{"enum":["pass","fail"]}' in system
+
+
+def test_a_gate_verdict_other_than_pass_or_fail_is_repaired(
+    online: Runtime, session: Session, team: Team, fake: FakeOpenAI
+) -> None:
+    spec = REGISTRY.run_types["RELEASE_GATE_CHECK"]
+    vague = json.loads(_report("Probably fine."))
+    vague["verdict"] = "maybe"
+    fixed = {**vague, "verdict": "pass", "verdict_reasons": []}
+    fake.enqueue_content(json.dumps(vague), model=spec.model)
+    fake.enqueue_content(json.dumps(fixed), model=spec.model)
+    run = _start(online, session, team.operator, "RELEASE_GATE_CHECK", team.owner)
+    assert online.engine.execute(run.id) == RunStatus.completed
+    session.refresh(run)
+    assert run.output is not None
+    assert (run.output["verdict"], run.output["verdict_by"]) == ("pass", spec.model)
+    repair = fake.chat_requests[-1].body["messages"][-1]["content"]
+    assert "gate report schema" in repair
+
+
+def test_a_report_without_verdict_is_judged_by_the_rule(
+    online: Runtime, session: Session, team: Team, fake: FakeOpenAI
+) -> None:
+    spec = REGISTRY.run_types["RELEASE_GATE_CHECK"]
+    fake.enqueue_content(_report("Looks good."), model=spec.model)
+    run = _start(online, session, team.operator, "RELEASE_GATE_CHECK", team.owner)
+    assert online.engine.execute(run.id) == RunStatus.completed
+    session.refresh(run)
+    assert run.output is not None
+    assert (run.output["verdict"], run.output["verdict_by"]) == ("pass", "rule")
