@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -60,6 +61,8 @@ app.add_typer(schedules_app, name="schedules")
 app.add_typer(autopilot_app, name="autopilot")
 platforms_app = typer.Typer(help="Platforms the HQ watches: list (default), add, check, remove.")
 app.add_typer(platforms_app, name="platforms")
+contacts_app = typer.Typer(help="Campaign contacts: list (default), import a CSV, erase.")
+app.add_typer(contacts_app, name="contacts")
 
 out = Console()
 err = Console(stderr=True)
@@ -1136,6 +1139,150 @@ def autopilot_decisions(
         for r in item.get("rejected", []):
             out.print(f"  refused {r['job_key']}: {r['reason']}")
         out.print(f"  [dim]{item.get('reasoning')}[/]")
+
+
+# --- contacts (MASS_EMAIL_CAMPAIGN's audience) ------------------------------------------
+
+
+_YES = {"1", "true", "yes", "y", "oui", "o", "x"}
+_NO = {"", "0", "false", "no", "n", "non"}
+
+
+def _read_contacts_csv(path: Path, consent: bool | None) -> list[dict[str, Any]]:
+    """Rows of a CSV with an ``email`` column (``name``, ``consent`` optional); a bad file or
+    row is one error naming its line, before anything is written."""
+    import csv
+
+    from runhq.actions.schemas import ContactIn
+
+    try:
+        handle = path.open(encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise InvalidInput(
+            f"cannot read {path}: {exc.strerror}", details={"field": "path"}
+        ) from None
+    with handle:
+        sample = handle.read(4096)
+        handle.seek(0)
+        try:
+            dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t")
+        except csv.Error:
+            dialect = csv.excel
+        reader = csv.DictReader(handle, dialect=dialect)
+        columns = {(c or "").strip().lower() for c in reader.fieldnames or []}
+        if "email" not in columns:
+            raise InvalidInput(
+                f"{path}: no 'email' column (found: {', '.join(sorted(columns)) or 'nothing'})",
+                details={"field": "email"},
+            )
+        if consent is None and "consent" not in columns:
+            raise InvalidInput(
+                f"{path}: no 'consent' column: add one, or say --consent or --no-consent for "
+                "every row (only contacts who agreed may receive campaigns)",
+                details={"field": "consent"},
+            )
+        rows = []
+        for row in reader:
+            line = reader.line_num
+            cells = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
+            given = consent
+            if given is None:
+                raw = cells.get("consent", "").lower()
+                if raw not in _YES | _NO:
+                    raise InvalidInput(
+                        f"line {line}: consent {cells.get('consent')!r} is not yes or no",
+                        details={"line": line, "field": "consent"},
+                    )
+                given = raw in _YES
+            try:
+                ContactIn(email=cells["email"], name=cells.get("name") or None, consent=given)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                raise InvalidInput(
+                    f"line {line}: {first['loc'][0]}: {first['msg']}",
+                    details={"line": line, "field": str(first["loc"][0])},
+                ) from None
+            rows.append(
+                {"email": cells["email"], "name": cells.get("name") or None, "consent": given}
+            )
+    return rows
+
+
+@contacts_app.callback(invoke_without_command=True)
+def contacts_list(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(min=1, max=200)] = 50,
+    cursor: Annotated[str | None, typer.Option(help="next_cursor of a previous page.")] = None,
+    user: UserOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The contacts, newest first (personal data: admins and owners)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from runhq.actions import campaigns
+    from runhq.actions.schemas import ContactOut
+
+    with _unit_of_work() as (_, session):
+        actor = _actor(session, user)
+        rows, next_cursor = campaigns.list_contacts(session, actor, cursor=cursor, limit=limit)
+        items = [ContactOut.model_validate(c).model_dump(mode="json") for c in rows]
+        audience = campaigns.count_audience(session, actor.workspace_id)
+    if as_json:
+        _print_json({"items": items, "next_cursor": next_cursor})
+        return
+    table = Table("email", "name", "consent", "unsubscribed", "added", box=None)
+    for c in items:
+        table.add_row(
+            c["email"],
+            c["name"] or "",
+            "yes" if c["consent"] else "no",
+            (c["unsubscribed_at"] or "")[:10],
+            c["created_at"][:10],
+        )
+    out.print(table)
+    out.print(f"audience of a campaign now: {audience}")
+    if next_cursor:
+        out.print(f"[dim]more: --cursor {next_cursor}[/]")
+
+
+@contacts_app.command("import")
+def contacts_import(
+    path: Annotated[Path, typer.Argument(help="A CSV file with an email column.")],
+    consent: Annotated[
+        bool | None,
+        typer.Option(
+            "--consent/--no-consent",
+            help="Every row's consent (default: the file's consent column, yes/no).",
+        ),
+    ] = None,
+    user: UserOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add or update contacts from a CSV (email, name, consent); all rows or none."""
+    from runhq.actions import campaigns
+
+    rows = _read_contacts_csv(path, consent)
+    with _unit_of_work() as (_, session):
+        actor = _actor(session, user)
+        written = campaigns.import_contacts(session, actor, rows)
+        audience = campaigns.count_audience(session, actor.workspace_id)
+    if as_json:
+        _print_json({"written": written, "audience": audience})
+    else:
+        out.print(f"{written} contacts written; audience of a campaign now: {audience}")
+
+
+@contacts_app.command("erase")
+def contacts_erase(
+    email: Annotated[str, typer.Argument()],
+    user: UserOpt = None,
+) -> None:
+    """Erase a contact and its delivery records (RGPD right to erasure)."""
+    from runhq.actions import campaigns
+
+    with _unit_of_work() as (_, session):
+        campaigns.delete_contact(session, _actor(session, user), email)
+    out.print(f"contact {email} erased, with its delivery records")
 
 
 # --- platforms ----------------------------------------------------------------------------

@@ -26,40 +26,59 @@ from runhq.auth.schemas import Actor
 from runhq.auth.service import check_email, require_role
 from runhq.config import Settings
 from runhq.db.session import transaction
-from runhq.errors import NotFound
+from runhq.errors import InvalidInput, NotFound
 from runhq.pagination import fetch_page
 from runhq.runs import service as runs
 from runhq.runs.models import Run
 
+_IMPORT_CHUNK = 500  # emails per lookup of the existing contacts
+
 
 def import_contacts(session: Session, actor: Actor, rows: list[dict[str, Any]]) -> int:
-    """Add or update contacts (email, name, consent); returns how many were written."""
+    """Add or update contacts (email, name, consent); returns how many were written.
+
+    Every row is checked before anything is written: a bad one is refused with its number
+    (from 1) and nothing is kept. Existing contacts are looked up 500 emails at a time.
+    """
     require_role(actor, Role.admin, "importing contacts")
+    checked: list[tuple[str, str | None, bool]] = []
+    for number, row in enumerate(rows, start=1):
+        try:
+            email = check_email(str(row.get("email", "")))
+        except InvalidInput as exc:
+            raise InvalidInput(
+                f"row {number}: {exc.message}", details={"row": number, "field": "email"}
+            ) from None
+        checked.append((email, row.get("name") or None, bool(row.get("consent", False))))
     now = clock.now()
-    written = 0
-    for row in rows:
-        email = check_email(str(row.get("email", "")))
-        contact = session.scalar(
+    known: dict[str, Contact] = {}
+    emails = sorted({email for email, _, _ in checked})
+    for start in range(0, len(emails), _IMPORT_CHUNK):
+        chunk = emails[start : start + _IMPORT_CHUNK]
+        for contact in session.scalars(
             select(Contact).where(
-                Contact.workspace_id == actor.workspace_id, Contact.email == email
+                Contact.workspace_id == actor.workspace_id, Contact.email.in_(chunk)
             )
-        )
-        consent = bool(row.get("consent", False))
-        if contact is None:
-            contact = Contact(
+        ):
+            known[contact.email] = contact
+    for email, name, consent in checked:
+        found = known.get(email)
+        if found is not None:
+            contact = found
+        else:
+            contact = known[email] = Contact(
                 workspace_id=actor.workspace_id,
                 email=email,
                 unsubscribe_token=secrets.token_urlsafe(24),
                 created_at=now,
             )
             session.add(contact)
-        contact.name = row.get("name") or contact.name
+        contact.name = name or contact.name
         if consent and not contact.consent:
             contact.consented_at = now
         contact.consent = consent
-        written += 1
     session.flush()
-    return written
+    return len(checked)
 
 
 def list_contacts(

@@ -2,47 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from html import escape
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 from fastapi.responses import HTMLResponse, PlainTextResponse
-from pydantic import BaseModel, Field
 
 from runhq.actions import campaigns
+from runhq.actions.schemas import ContactIn, ContactOut, ContactPage, ImportResult
 from runhq.web.deps import ActorDep, SessionDep
 from runhq.web.errors import ERROR_RESPONSES
 
 router = APIRouter(tags=["contacts"], responses=ERROR_RESPONSES)
 public = APIRouter(tags=["contacts"])
-
-
-class ContactIn(BaseModel):
-    email: str = Field(max_length=320)
-    name: str | None = Field(None, max_length=200)
-    consent: bool = Field(description="The contact agreed to receive campaigns.")
-
-
-class ContactOut(BaseModel):
-    email: str
-    name: str | None
-    consent: bool
-    consented_at: datetime | None
-    unsubscribed_at: datetime | None = Field(description="When the contact unsubscribed.")
-    created_at: datetime
-
-    model_config = {"from_attributes": True}
-
-
-class ContactPage(BaseModel):
-    items: list[ContactOut]
-    next_cursor: str | None
-
-
-class ImportResult(BaseModel):
-    written: int
-    audience: int = Field(description="Contacts a campaign would reach now.")
 
 
 @router.post(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from runhq import clock
@@ -13,7 +13,7 @@ from runhq.actions.models import CampaignDelivery, Contact
 from runhq.clock import FrozenClock
 from runhq.runs import service as runs
 from runhq.runtime import Runtime
-from tests.conftest import Team, bearer
+from tests.conftest import Team, bearer, counted_statements
 
 
 def _import(client: TestClient, h: dict[str, str], *emails: str) -> None:
@@ -96,3 +96,33 @@ def test_erasure_bad_input_writes_nothing(
     operator = bearer(runtime, team.operator)
     assert client.delete("/api/v1/contacts/x@example.com", headers=operator).status_code == 403
     assert session.scalar(select(func.count(Contact.id))) == 1
+
+
+def test_an_import_names_its_bad_row_and_keeps_nothing(
+    client: TestClient, session: Session, runtime: Runtime, team: Team
+) -> None:
+    h = bearer(runtime, team.admin)
+    rows = [{"email": f"p{i}@example.com", "consent": True} for i in range(5)]
+    rows.insert(3, {"email": "not-an-email", "consent": True})
+    r = client.post("/api/v1/contacts", json=rows, headers=h)
+    assert r.status_code == 422
+    assert r.json()["error"]["message"].startswith("row 4: ")
+    assert r.json()["error"]["details"] == {"row": 4, "field": "email"}
+    assert session.scalar(select(func.count()).select_from(Contact)) == 0
+
+
+def test_an_import_costs_the_same_queries_for_ten_or_a_thousand_rows(
+    client: TestClient, runtime: Runtime, team: Team, db_engine: Engine
+) -> None:
+    h = bearer(runtime, team.admin)
+
+    def rows(n: int, start: int = 0) -> list[dict[str, object]]:
+        return [{"email": f"c{i}@example.com", "consent": True} for i in range(start, start + n)]
+
+    with counted_statements(db_engine) as small:
+        assert client.post("/api/v1/contacts", json=rows(10), headers=h).status_code == 201
+    with counted_statements(db_engine) as large:  # 10 existing (updated), 490 new
+        r = client.post("/api/v1/contacts", json=rows(500), headers=h)
+    assert r.json() == {"written": 500, "audience": 500}
+    selects = [s for s in large if s.lstrip().upper().startswith("SELECT")]
+    assert len(selects) <= len([s for s in small if s.lstrip().upper().startswith("SELECT")])

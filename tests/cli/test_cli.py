@@ -426,3 +426,75 @@ def test_action_run_plans_then_waits_for_the_owner(initialised: Cli) -> None:
     assert "plan ready" in err
     code, out, _ = initialised("approve", run["id"], "--json")
     assert json.loads(out)["phase"] == "act"
+
+
+def test_contacts_verbs(initialised: Cli, tmp_path: Path) -> None:
+    csv_file = tmp_path / "contacts.csv"
+    csv_file.write_text(
+        "Email;Name;Consent\nana@example.com;Ana;oui\nBOB@example.com;;no\n"
+        "cy@example.com;Cy;yes\nana@example.com;Ana B.;yes\n",
+        encoding="utf-8",
+    )
+    code, out, err = initialised("contacts", "import", str(csv_file), "--json")
+    assert code == 0, err
+    assert json.loads(out) == {"written": 4, "audience": 2}
+    code, out, err = initialised("contacts", "--json", "--limit", "2")
+    assert code == 0, err
+    page = json.loads(out)
+    assert len(page["items"]) == 2
+    assert page["next_cursor"]
+    code, out, _ = initialised("contacts", "--json", "--cursor", page["next_cursor"])
+    everyone = page["items"] + json.loads(out)["items"]
+    assert {c["email"]: (c["name"], c["consent"]) for c in everyone} == {
+        "ana@example.com": ("Ana B.", True),
+        "bob@example.com": (None, False),
+        "cy@example.com": ("Cy", True),
+    }
+    code, out, _ = initialised("contacts")
+    assert "audience of a campaign now: 2" in out
+    # Every row's consent from the command line instead of a column.
+    no_column = tmp_path / "more.csv"
+    no_column.write_text("email\ndee@example.com\n", encoding="utf-8")
+    code, out, err = initialised("contacts", "import", str(no_column), "--consent")
+    assert code == 0, err
+    assert "audience of a campaign now: 3" in out
+    code, out, err = initialised("contacts", "erase", "cy@example.com")
+    assert code == 0, err
+    code, out, _ = initialised("contacts", "--json")
+    assert "cy@example.com" not in out
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "message"),
+    [
+        ("name,consent\nAna,yes\n", [], "no 'email' column (found: consent, name)"),
+        ("email\nana@example.com\n", [], "no 'consent' column"),
+        ("email,consent\nana@example.com,yes\nnot-an-email,yes\n", [], "row 2"),
+        ("email,consent\nana@example.com,yes\nbob@example.com,perhaps\n", [], "line 3: consent"),
+        ("email,consent\n" + "x" * 400 + "@example.com,yes\n", [], "line 2: email"),
+    ],
+)
+def test_contacts_import_bad_inputs_write_nothing(
+    initialised: Cli, tmp_path: Path, content: str, args: list[str], message: str
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text(content, encoding="utf-8")
+    code, _, err = initialised("contacts", "import", str(bad), *args)
+    assert code == 1
+    assert message in " ".join(err.split())  # rich wraps long lines
+    assert "Traceback" not in err
+    code, out, _ = initialised("contacts", "--json")
+    assert json.loads(out)["items"] == []  # all rows or none
+
+
+def test_contacts_other_bad_inputs(initialised: Cli, tmp_path: Path) -> None:
+    code, _, err = initialised("contacts", "import", str(tmp_path / "missing.csv"))
+    assert code == 1
+    assert "cannot read" in err
+    code, _, err = initialised("contacts", "erase", "nobody@example.com")
+    assert code == 1
+    assert "no contact nobody@example.com" in err
+    initialised("user", "add", "op@example.com", "--password", PASSWORD, "--role", "operator")
+    code, _, err = initialised("contacts", "--user", "op@example.com")
+    assert code == 1
+    assert "admin role" in err
