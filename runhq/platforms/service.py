@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from pydantic import ValidationError
 from sqlalchemy import bindparam, case, func, or_, select
 from sqlalchemy.orm import Session
 
@@ -25,6 +26,7 @@ from runhq.errors import AlreadyExists, InvalidInput, NotFound
 from runhq.logs import service as logs
 from runhq.logs.schemas import LogLevel, LogSource
 from runhq.platforms.models import HealthCheck, Incident, Platform
+from runhq.platforms.schemas import DeployTarget
 
 _REQUIRED = frozenset(
     {
@@ -71,6 +73,7 @@ def create_platform(session: Session, actor: Actor, **fields: Any) -> Platform:
         raise AlreadyExists(f"a platform with key {key!r} already exists", details={"field": "key"})
     now = clock.now()
     fields["health_urls"] = [str(u) for u in fields.get("health_urls", [])]
+    fields["deploy_target"] = check_deploy_target(fields.get("deploy_target") or {})
     platform = Platform(workspace_id=actor.workspace_id, created_at=now, updated_at=now, **fields)
     session.add(platform)
     session.flush()
@@ -98,6 +101,21 @@ def list_platforms(session: Session, workspace_id: uuid.UUID) -> list[Platform]:
     return list(session.scalars(_LIST_PLATFORMS, {"workspace_id": workspace_id}))
 
 
+def check_deploy_target(value: DeployTarget | dict[str, Any]) -> dict[str, Any]:
+    """The deploy target as stored (its given fields), or 422 naming what is wrong with it:
+    a target that cannot work is refused when it is configured, not when a deploy runs."""
+    try:
+        target = DeployTarget.model_validate(
+            value.model_dump() if isinstance(value, DeployTarget) else value
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in ("deploy_target", *first["loc"]))
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise InvalidInput(f"{where}: {message}", details={"field": where}) from None
+    return target.model_dump(exclude_none=True)
+
+
 def update_platform(session: Session, actor: Actor, key: str, changes: dict[str, Any]) -> Platform:
     require_role(actor, Role.admin, "changing a platform")
     platform = get_platform(session, actor.workspace_id, key)
@@ -106,6 +124,8 @@ def update_platform(session: Session, actor: Actor, key: str, changes: dict[str,
             raise InvalidInput(f"{name} cannot be null", details={"field": name})
     if "health_urls" in changes and changes["health_urls"] is not None:
         changes["health_urls"] = [str(u) for u in changes["health_urls"]]
+    if "deploy_target" in changes:
+        changes["deploy_target"] = check_deploy_target(changes["deploy_target"] or {})
     for name, value in changes.items():
         setattr(platform, name, value)
     platform.updated_at = clock.now()

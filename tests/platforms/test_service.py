@@ -216,7 +216,7 @@ def test_the_deploy_target_is_whole_for_admins_only(
     client: TestClient, session: Session, runtime: Runtime, team: Team
 ) -> None:
     target = {
-        "kind": "webhook",
+        "type": "webhook",
         "url": "https://deploy.example.com/hooks/T0K3N-in-the-path?sig=abc",
         "secret_env": "DEPLOY_SECRET",
     }
@@ -232,7 +232,7 @@ def test_the_deploy_target_is_whole_for_admins_only(
             client.get("/api/v1/platforms", headers=bearer(runtime, actor)).json()[0],
         ):
             assert answer["deploy_target"] == {
-                "kind": "webhook",
+                "type": "webhook",
                 "url": "https://deploy.example.com/…",
                 "secret_env": service.REDACTED,
             }
@@ -293,3 +293,72 @@ def test_listing_platforms_costs_the_same_queries_for_one_or_many(
     assert len(listed) == 6
     assert all(p["status"] == "down" for p in listed)
     assert len(six) == len(one)
+
+
+@pytest.mark.parametrize(
+    ("target", "field", "message"),
+    [
+        ({"kind": "webhook", "url": "https://x.example.com/h"}, "deploy_target.kind", "Extra"),
+        ({"type": "webhook", "url": "https://x.example.com/h"}, "deploy_target", "secret_env"),
+        ({"type": "webhook", "url": "not a url", "secret_env": "S"}, "deploy_target.url", "URL"),
+        (
+            {"type": "webhook", "url": "https://x.example.com", "secret_env": "no-dash"},
+            "secret_env",
+            "pattern",
+        ),
+        ({"type": "github", "workflow": "d.yml"}, "deploy_target", "token_env"),
+        (
+            {
+                "type": "github",
+                "workflow": "d.yml",
+                "token_env": "T",
+                "url": "https://x.example.com",
+            },
+            "deploy_target",
+            "takes no url",
+        ),
+        ({"type": "ftp"}, "deploy_target.type", "webhook"),
+        ({"url": "https://x.example.com/h", "secret_env": "S"}, "deploy_target", "need a type"),
+    ],
+)
+def test_a_deploy_target_that_cannot_work_is_refused_when_configured(
+    client: TestClient,
+    session: Session,
+    runtime: Runtime,
+    team: Team,
+    target: dict[str, str],
+    field: str,
+    message: str,
+) -> None:
+    h = bearer(runtime, team.admin)
+    body = {"key": "shop", "name": "Shop", "deploy_target": target}
+    r = client.post("/api/v1/platforms", json=body, headers=h)
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert field in error["details"]["field"]
+    assert message in error["message"]
+    assert session.scalar(select(func.count()).select_from(Platform)) == 0
+    # The same through PATCH, on a platform that exists: left as it was.
+    assert (
+        client.post(
+            "/api/v1/platforms", json={"key": "shop", "name": "Shop"}, headers=h
+        ).status_code
+        == 201
+    )
+    r = client.patch("/api/v1/platforms/shop", json={"deploy_target": target}, headers=h)
+    assert r.status_code == 422, r.text
+    assert client.get("/api/v1/platforms/shop", headers=h).json()["deploy_target"] == {}
+
+
+def test_deploy_targets_are_stored_as_given(session: Session, team: Team) -> None:
+    github = {"type": "github", "workflow": "deploy.yml", "token_env": "GH_TOKEN", "ref": "main"}
+    platform = service.create_platform(
+        session, team.admin, key="gh", name="GH", deploy_target=github
+    )
+    assert platform.deploy_target == github
+    rls = {"database_url_env": "PRODUCT_DB"}
+    service.update_platform(session, team.admin, "gh", {"deploy_target": rls})
+    assert platform.deploy_target == rls
+    hook = {"type": "webhook", "url": "http://127.0.0.1:9999", "secret_env": "S"}
+    service.update_platform(session, team.admin, "gh", {"deploy_target": hook})
+    assert platform.deploy_target["url"] == "http://127.0.0.1:9999"  # as written
