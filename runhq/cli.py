@@ -59,7 +59,9 @@ app.add_typer(apikey_app, name="apikey")
 app.add_typer(db_app, name="db")
 app.add_typer(schedules_app, name="schedules")
 app.add_typer(autopilot_app, name="autopilot")
-platforms_app = typer.Typer(help="Platforms the HQ watches: list (default), add, check, remove.")
+platforms_app = typer.Typer(
+    help="Platforms the HQ watches: list (default), add, target, check, remove."
+)
 app.add_typer(platforms_app, name="platforms")
 contacts_app = typer.Typer(help="Campaign contacts: list (default), import a CSV, erase.")
 app.add_typer(contacts_app, name="contacts")
@@ -1323,9 +1325,15 @@ def platforms_add(
     interval: Annotated[int, typer.Option(help="Seconds between checks.")] = 60,
     threshold: Annotated[int, typer.Option(help="Failed checks that open an incident.")] = 3,
     repository: Annotated[str | None, typer.Option(help="owner/name on GitHub.")] = None,
+    webhook: WebhookOpt = None,
+    secret_env: SecretEnvOpt = None,
+    workflow: WorkflowOpt = None,
+    token_env: TokenEnvOpt = None,
+    ref: RefOpt = None,
+    database_url_env: DatabaseEnvOpt = None,
     user: UserOpt = None,
 ) -> None:
-    """Add a platform to watch."""
+    """Add a platform to watch (and, optionally, how deployments act on it)."""
     from runhq.platforms import service as platforms
     from runhq.platforms.schemas import PlatformIn
 
@@ -1340,9 +1348,97 @@ def platforms_add(
         failure_threshold=threshold,
         repository=repository,
     )
+    fields = body.model_dump()
+    fields["deploy_target"] = _deploy_target(
+        webhook, secret_env, workflow, token_env, ref, database_url_env
+    )
     with _unit_of_work() as (_, session):
-        platforms.create_platform(session, _actor(session, user), **body.model_dump())
+        platforms.create_platform(session, _actor(session, user), **fields)
     out.print(f"platform {key} added")
+
+
+WebhookOpt = Annotated[
+    str | None, typer.Option("--webhook", help="Deploy: POST a signed request to this URL.")
+]
+SecretEnvOpt = Annotated[
+    str | None, typer.Option("--secret-env", help="Deploy webhook: variable with the secret.")
+]
+WorkflowOpt = Annotated[
+    str | None,
+    typer.Option("--github-workflow", help="Deploy: dispatch this workflow (file or id)."),
+]
+TokenEnvOpt = Annotated[
+    str | None, typer.Option("--token-env", help="GitHub deploy: variable with the token.")
+]
+RefOpt = Annotated[str | None, typer.Option("--ref", help="GitHub deploy: default ref.")]
+DatabaseEnvOpt = Annotated[
+    str | None,
+    typer.Option("--database-url-env", help="RLS updates: variable with the PostgreSQL URL."),
+]
+
+
+def _deploy_target(
+    webhook: str | None,
+    secret_env: str | None,
+    workflow: str | None,
+    token_env: str | None,
+    ref: str | None,
+    database_url_env: str | None,
+) -> dict[str, Any]:
+    """The deploy target the options describe (checked by the platforms service)."""
+    if webhook and workflow:
+        raise InvalidInput(
+            "--webhook and --github-workflow are two kinds of target: choose one",
+            details={"field": "deploy_target.type"},
+        )
+    target: dict[str, Any] = {
+        "url": webhook,
+        "secret_env": secret_env,
+        "workflow": workflow,
+        "token_env": token_env,
+        "ref": ref,
+        "database_url_env": database_url_env,
+    }
+    if webhook or secret_env:
+        target["type"] = "webhook"
+    elif workflow or token_env or ref:
+        target["type"] = "github"
+    return {k: v for k, v in target.items() if v is not None}
+
+
+@platforms_app.command("target")
+def platforms_target(
+    key: Annotated[str, typer.Argument()],
+    webhook: WebhookOpt = None,
+    secret_env: SecretEnvOpt = None,
+    workflow: WorkflowOpt = None,
+    token_env: TokenEnvOpt = None,
+    ref: RefOpt = None,
+    database_url_env: DatabaseEnvOpt = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove the deploy target.")] = False,
+    user: UserOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show or set how DEPLOY_TO_PRODUCTION and RLS_POLICY_UPDATE act on a platform (the
+    options replace the whole target; variables are named, never their secret values)."""
+    from runhq.platforms import service as platforms
+
+    target = _deploy_target(webhook, secret_env, workflow, token_env, ref, database_url_env)
+    if clear and target:
+        raise InvalidInput("--clear takes no other option", details={"field": "clear"})
+    with _unit_of_work() as (_, session):
+        actor = _actor(session, user)
+        if target or clear:
+            platform = platforms.update_platform(session, actor, key, {"deploy_target": target})
+        else:
+            platform = platforms.get_platform(session, actor.workspace_id, key)
+        shown = platforms.get_visible_deploy_target(platform, actor)
+    if as_json:
+        _print_json(shown)
+    elif not shown:
+        out.print(f"{key}: no deploy target")
+    else:
+        out.print(f"{key}: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
 
 
 @platforms_app.command("check")

@@ -498,3 +498,69 @@ def test_contacts_other_bad_inputs(initialised: Cli, tmp_path: Path) -> None:
     code, _, err = initialised("contacts", "--user", "op@example.com")
     assert code == 1
     assert "admin role" in err
+
+
+def test_platform_deploy_targets(initialised: Cli) -> None:
+    code, _, err = initialised(
+        "platforms", "add", "shop", "--name", "Shop",
+        "--webhook", "https://deploy.example.com/hooks/shop", "--secret-env", "SHOP_SECRET",
+    )  # fmt: skip
+    assert code == 0, err
+    code, out, err = initialised("platforms", "target", "shop", "--json")
+    assert code == 0, err
+    assert json.loads(out) == {
+        "type": "webhook",
+        "url": "https://deploy.example.com/hooks/shop",
+        "secret_env": "SHOP_SECRET",
+    }
+    code, out, err = initialised(
+        "platforms", "target", "shop", "--github-workflow", "deploy.yml",
+        "--token-env", "GH_TOKEN", "--database-url-env", "SHOP_DB",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "type=github" in out
+    code, out, _ = initialised("platforms", "target", "shop", "--json")
+    assert json.loads(out) == {
+        "type": "github",
+        "workflow": "deploy.yml",
+        "token_env": "GH_TOKEN",
+        "database_url_env": "SHOP_DB",
+    }
+    code, out, _ = initialised("platforms", "target", "shop", "--clear")
+    assert code == 0
+    assert "no deploy target" in out
+    # A viewer sees the kind of target, not where it points.
+    initialised("platforms", "target", "shop", "--webhook", "https://d.example.com/h/T0K3N",
+                "--secret-env", "S")  # fmt: skip
+    initialised("user", "add", "viewer@example.com", "--password", PASSWORD)
+    code, out, _ = initialised(
+        "platforms", "target", "shop", "--json", "--user", "viewer@example.com"
+    )
+    assert "T0K3N" not in out
+    assert json.loads(out)["type"] == "webhook"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--webhook", "https://d.example.com/h"], "a webhook target needs secret_env"),
+        (["--webhook", "not a url", "--secret-env", "S"], "deploy_target.url"),
+        (["--secret-env", "has-dash", "--webhook", "https://d.example.com"], "secret_env"),
+        (["--github-workflow", "d.yml"], "a github target needs token_env"),
+        (["--webhook", "https://d.example.com", "--github-workflow", "d.yml"], "choose one"),
+        (["--clear", "--database-url-env", "DB"], "--clear takes no other option"),
+    ],
+)
+def test_platform_target_bad_inputs_change_nothing(
+    initialised: Cli, args: list[str], message: str
+) -> None:
+    initialised("platforms", "add", "shop", "--name", "Shop", "--database-url-env", "SHOP_DB")
+    code, _, err = initialised("platforms", "target", "shop", *args)
+    assert code == 1
+    assert message in " ".join(err.split())
+    assert "Traceback" not in err
+    code, out, _ = initialised("platforms", "target", "shop", "--json")
+    assert json.loads(out) == {"database_url_env": "SHOP_DB"}
+    code, _, err = initialised("platforms", "target", "nope")
+    assert code == 1
+    assert "nope" in err
