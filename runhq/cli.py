@@ -521,6 +521,14 @@ def show(
 def approve(
     run_id: Annotated[str, typer.Argument(help="Run id.")],
     reason: Annotated[str | None, typer.Option(help="Why (recorded).")] = None,
+    plan_hash: Annotated[
+        str | None,
+        typer.Option(
+            "--plan-hash",
+            help="An action run: the plan_hash you reviewed (`runhq plan ID`); refused if the "
+            "plan changed since.",
+        ),
+    ] = None,
     user: UserOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -533,9 +541,92 @@ def approve(
             _actor(session, user),
             _parse_id(run_id),
             reason=reason,
+            plan_hash=plan_hash,
             ttl=timedelta(hours=_runtime().settings.approval_ttl_hours),
         )
         _done(run, "approved: queued for execution", as_json)
+
+
+def _plan_value(text: str) -> Any:
+    """A --set value: JSON when it parses (numbers, lists, true), else the text itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+@app.command("plan")
+def plan(
+    run_id: Annotated[str, typer.Argument(help="Run id of an action run.")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="KEY=VALUE to change in the plan (VALUE as JSON, else text); repeatable.",
+        ),
+    ] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="A JSON file with the whole new plan.")
+    ] = None,
+    user: UserOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show an action run's plan, or edit it (admin): an edited plan needs a new approval."""
+    from runhq.runs import service as runs
+
+    if set_ and file:
+        raise InvalidInput(
+            "--set and --file both give the plan: choose one", details={"field": "file"}
+        )
+    with _unit_of_work() as (_, session):
+        actor = _actor(session, user)
+        run = runs.get_run(session, actor, _parse_id(run_id))
+        if run.plan is None:
+            raise InvalidInput(
+                f"run {run.id} ({run.run_type}) has no plan: only action runs plan before they act",
+                details={"field": "run_id"},
+            )
+        if set_ or file:
+            new_plan = dict(run.plan) if set_ else _read_plan(file)
+            for item in set_ or []:
+                key, sep, value = item.partition("=")
+                if not sep or not key.strip():
+                    raise InvalidInput(f"--set {item!r}: write KEY=VALUE", details={"field": "set"})
+                new_plan[key.strip()] = _plan_value(value)
+            run = runs.update_plan(session, actor, run.id, new_plan)
+        shown = {
+            "run_id": str(run.id),
+            "status": run.status,
+            "phase": run.phase,
+            "plan_hash": run.plan_hash,
+            "plan": run.plan,
+        }
+    if as_json:
+        _print_json(shown)
+        return
+    out.print(f"run {shown['run_id']}: {shown['status']} ({shown['phase']})")
+    out.print(f"plan_hash {shown['plan_hash']}")
+    out.print_json(json.dumps(shown["plan"], default=str))
+    if set_ or file:
+        out.print(
+            f"plan edited: it needs a new approval (runhq approve {shown['run_id']} "
+            f"--plan-hash {shown['plan_hash']})"
+        )
+
+
+def _read_plan(path: Path | None) -> dict[str, Any]:
+    assert path is not None  # noqa: S101 - called with --file only
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidInput(
+            f"cannot read {path}: {exc.strerror}", details={"field": "file"}
+        ) from None
+    except ValueError as exc:
+        raise InvalidInput(f"{path} is not JSON: {exc}", details={"field": "file"}) from None
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{path}: a plan is a JSON object", details={"field": "file"})
+    return value
 
 
 @app.command("reject")

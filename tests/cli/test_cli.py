@@ -564,3 +564,63 @@ def test_platform_target_bad_inputs_change_nothing(
     code, _, err = initialised("platforms", "target", "nope")
     assert code == 1
     assert "nope" in err
+
+
+def test_plan_show_edit_and_approve_the_plan_reviewed(initialised: Cli) -> None:
+    code, out, err = initialised(
+        "run", "DEPLOY_TO_PRODUCTION", "--platform", "app", "-p", "ref=v1.4.0", "--inline", "--json"
+    )
+    assert code == 0, err
+    run = json.loads(out)
+    assert run["status"] == "pending_approval"
+    code, out, err = initialised("plan", run["id"], "--json")
+    assert code == 0, err
+    shown = json.loads(out)
+    assert shown["plan"]["ref"] == "v1.4.0"
+    old_hash = shown["plan_hash"]
+    code, out, err = initialised("plan", run["id"], "--set", "ref=v1.5.0", "--set", "window=[1,2]")
+    assert code == 0, err
+    assert "needs a new approval" in out
+    code, out, _ = initialised("plan", run["id"], "--json")
+    edited = json.loads(out)
+    assert (edited["plan"]["ref"], edited["plan"]["window"]) == ("v1.5.0", [1, 2])
+    assert edited["plan_hash"] != old_hash
+    # Approving the plan reviewed before the edit is refused; the current one is approved.
+    code, _, err = initialised("approve", run["id"], "--plan-hash", old_hash)
+    assert code == 1
+    assert "plan" in err
+    code, out, err = initialised("approve", run["id"], "--plan-hash", edited["plan_hash"])
+    assert code == 0, err
+
+
+def test_plan_bad_inputs(initialised: Cli, tmp_path: Path) -> None:
+    code, out, _ = initialised("run", "SEO_AUDIT", "--inline", "--json")
+    plain = json.loads(out)["id"]
+    code, _, err = initialised("plan", plain)
+    assert code == 1
+    assert "has no plan" in " ".join(err.split())
+    code, out, _ = initialised(
+        "run", "DEPLOY_TO_PRODUCTION", "--platform", "app", "--inline", "--json"
+    )
+    run_id = json.loads(out)["id"]
+    code, out, _ = initialised("plan", run_id, "--json")
+    before = json.loads(out)
+    not_json = tmp_path / "plan.json"
+    not_json.write_text("{nope", encoding="utf-8")
+    a_list = tmp_path / "list.json"
+    a_list.write_text("[1]", encoding="utf-8")
+    for args, message in (
+        (["--set", "ref"], "write KEY=VALUE"),
+        (["--set", "action=pricing"], "plan.action cannot be edited"),
+        (["--file", str(tmp_path / "missing.json")], "cannot read"),
+        (["--file", str(not_json)], "is not JSON"),
+        (["--file", str(a_list)], "a plan is a JSON object"),
+        (["--set", "ref=x", "--file", str(a_list)], "choose one"),
+    ):
+        code, _, err = initialised("plan", run_id, *args)
+        assert code == 1, args
+        assert message in " ".join(err.split()), (args, err)
+    code, out, _ = initialised("plan", run_id, "--json")
+    assert json.loads(out) == before  # nothing changed
+    code, _, err = initialised("plan", "not-an-id")
+    assert code == 1
