@@ -6,7 +6,6 @@ No model name is hard-coded here: names resolve through ``Settings.llm_models``.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -288,6 +287,71 @@ class OutputInvalidAfterRepair(ModelUnavailable):
     """A model answered twice with something that is not a valid report."""
 
 
+_MAX_ITEMS = 10  # list items shown per list; the rest is counted
+_MAX_CHARS = 4000  # per section
+_INDENT = "\u2003"  # an em space: kept where the page collapses ordinary leading spaces
+
+
+def _words(key: str) -> str:
+    # A field name reads as words; a value used as a key (a run type, a platform) stays.
+    return key.replace("_", " ") if key.islower() else key
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _is_flat(value: Any) -> bool:
+    return not isinstance(value, dict | list) or (
+        isinstance(value, dict) and all(not isinstance(v, dict | list) for v in value.values())
+    )
+
+
+def _inline(value: dict[str, Any]) -> str:
+    return "; ".join(f"{_words(k)}: {_scalar(v)}" for k, v in value.items())
+
+
+def render_facts(data: Any, depth: int = 0) -> str:
+    """A fact's data as readable lines ("• key: value", nested lists indented, long lists
+    cut with a count), for the offline report: what a person reads instead of JSON."""
+    pad = _INDENT * depth
+    lines: list[str] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if not isinstance(value, dict | list):
+                lines.append(f"{pad}• {_words(key)}: {_scalar(value)}")
+            elif not value:
+                lines.append(f"{pad}• {_words(key)}: none")
+            elif isinstance(value, dict) and _is_flat(value):
+                lines.append(f"{pad}• {_words(key)}: {_inline(value)}")
+            else:
+                lines.append(f"{pad}• {_words(key)}:")
+                lines.append(render_facts(value, depth + 1))
+    elif isinstance(data, list):
+        for item in data[:_MAX_ITEMS]:
+            if isinstance(item, dict) and _is_flat(item):
+                lines.append(f"{pad}– {_inline(item)}")
+            elif isinstance(item, dict | list):
+                lines.append(f"{pad}–")
+                lines.append(render_facts(item, depth + 1))
+            else:
+                lines.append(f"{pad}– {_scalar(item)}")
+        if len(data) > _MAX_ITEMS:
+            lines.append(f"{pad}… and {len(data) - _MAX_ITEMS} more")
+    else:
+        lines.append(f"{pad}{_scalar(data)}")
+    text = "\n".join(lines)
+    if depth == 0 and len(text) > _MAX_CHARS:
+        text = text[: _MAX_CHARS - 1].rsplit("\n", 1)[0] + "\n…"
+    return text
+
+
 def render_offline(*, label: str, sections: list[str], context: dict[str, Any]) -> Completion:
     """The offline provider: the gathered facts as a structured report, saying so."""
     facts: dict[str, dict[str, Any]] = context.get("facts", {})
@@ -308,9 +372,7 @@ def render_offline(*, label: str, sections: list[str], context: dict[str, Any]) 
     for fact in facts.values():
         body = fact["summary"]
         if fact.get("status") == "ok" and fact.get("data"):
-            body += (
-                "\n" + json.dumps(fact["data"], ensure_ascii=False, indent=1, default=str)[:4000]
-            )
+            body += "\n" + render_facts(fact["data"])
         rendered.append({"title": fact["title"], "content": body})
     return Completion(
         output={

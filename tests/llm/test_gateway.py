@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from runhq.config import Settings
-from runhq.llm.gateway import Gateway, ModelUnavailable, OutputInvalidAfterRepair, render_offline
+from runhq.llm.gateway import (
+    Gateway,
+    ModelUnavailable,
+    OutputInvalidAfterRepair,
+    render_facts,
+    render_offline,
+)
 from runhq.llm.output import OutputInvalid, parse_report
 from tests.conftest import make_settings
 from tests.fakes.openai_server import FakeOpenAI
@@ -238,3 +244,34 @@ def test_offline_report_says_it_is_offline_and_lists_unavailable_sources() -> No
     assert "2 failed runs in 24 h." in summary
     assert "Stripe is not configured" in summary
     parse_report(json.dumps(c.output))  # the offline report honours the same schema
+
+
+def test_offline_sections_read_as_lines_not_json() -> None:
+    data = {
+        "failed_24h": 3,
+        "rate": 0.123456,
+        "healthy": True,
+        "by_run_type_7d": {"SEO_AUDIT": 3, "CODE_REVIEW": 1},
+        "recurring_24h": [],
+        "recent": [{"run_type": "SEO_AUDIT", "platform_key": None, "error": "boom"}] * 12,
+        "nested": {"workflow_runs": {"runs": [1, 2]}},
+    }
+    text = render_facts(data)
+    lines = text.splitlines()
+    assert lines[:5] == [
+        "• failed 24h: 3",
+        "• rate: 0.1235",
+        "• healthy: yes",
+        "• by run type 7d: SEO_AUDIT: 3; CODE_REVIEW: 1",
+        "• recurring 24h: none",
+    ]
+    assert "\u2003– run type: SEO_AUDIT; platform key: —; error: boom" in lines
+    assert "\u2003… and 2 more" in lines
+    assert "\u2003\u2003• runs:" in lines
+    assert "{" not in text
+    huge = render_facts({"items": [{"text": "x" * 900} for _ in range(10)]})
+    assert len(huge) <= 4000
+    assert huge.endswith("\n…")
+    context = {"facts": {"f": {"title": "F", "status": "ok", "summary": "S.", "data": data}}}
+    section = render_offline(label="L", sections=["A"], context=context).output["sections"][0]
+    assert section["content"] == "S.\n" + text
