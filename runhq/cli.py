@@ -867,24 +867,24 @@ def user_logout(email: Annotated[str, typer.Argument()]) -> None:
     out.print(f"every session of {email} ended; they must log in again")
 
 
-@user_app.command("deactivate")
-def user_deactivate(email: Annotated[str, typer.Argument()]) -> None:
-    """Deactivate a user: no login, and their sessions and API keys stop working at once."""
+def _set_user_active(email: str, *, active: bool) -> None:
     with _unit_of_work() as (_, session):
         owner = auth.get_default_owner(session)
         user_id = auth.get_member_by_email(session, owner, email)
-        auth.update_user_active(session, owner, user_id, active=False)
-    out.print(f"user {email} deactivated")
+        auth.update_user_active(session, owner, user_id, active=active)
+    out.print(f"user {email} {'activated' if active else 'deactivated'}")
+
+
+@user_app.command("deactivate")
+def user_deactivate(email: Annotated[str, typer.Argument()]) -> None:
+    """Deactivate a user: no login, and their sessions and API keys stop working at once."""
+    _set_user_active(email, active=False)
 
 
 @user_app.command("activate")
 def user_activate(email: Annotated[str, typer.Argument()]) -> None:
     """Activate a deactivated user again (their API keys work again; they log in anew)."""
-    with _unit_of_work() as (_, session):
-        owner = auth.get_default_owner(session)
-        user_id = auth.get_member_by_email(session, owner, email)
-        auth.update_user_active(session, owner, user_id, active=True)
-    out.print(f"user {email} activated")
+    _set_user_active(email, active=True)
 
 
 @apikey_app.command("create")
