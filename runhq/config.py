@@ -164,6 +164,12 @@ class Settings(BaseSettings):
     log_retention_days: int = Field(
         30, ge=1, description="Structured logs older than this are purged (seed 001: 30 days)."
     )
+    health_check_retention_days: int = Field(
+        90,
+        ge=31,
+        description="Platform health-check results older than this are purged (uptime is "
+        "shown over 30 days at most; incidents are kept).",
+    )
     jwt_ttl_minutes: int = Field(60, ge=1, le=7 * 24 * 60, description="Lifetime of a JWT.")
     login_max_failures: int = Field(
         5,

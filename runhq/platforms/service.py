@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from pydantic import ValidationError
-from sqlalchemy import bindparam, case, func, or_, select
+from sqlalchemy import bindparam, case, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from runhq import clock
@@ -336,6 +336,15 @@ def list_checks(session: Session, platform: Platform, *, limit: int = 50) -> lis
             .limit(limit)
         )
     )
+
+
+def purge_checks(session: Session, *, older_than: timedelta) -> int:
+    """Forget health-check results older than ``older_than`` (every workspace); incidents,
+    which say what happened, are kept."""
+    result = session.execute(
+        delete(HealthCheck).where(HealthCheck.checked_at < clock.now() - older_than)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def get_uptime(

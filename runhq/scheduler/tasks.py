@@ -26,6 +26,7 @@ from runhq.db.session import transaction
 from runhq.errors import LeaseLost
 from runhq.logs import service as logs
 from runhq.logs.schemas import LogLevel, LogSource
+from runhq.platforms import service as platforms
 from runhq.platforms.tasks import run_due_checks
 from runhq.runs import service as runs
 from runhq.runtime import Runtime
@@ -199,6 +200,9 @@ class Scheduler:
             # Failed logins name people's emails: kept a day (the throttle counts far less).
             window = timedelta(minutes=rt.settings.login_window_minutes)
             auth.purge_login_failures(session, older_than=max(window, timedelta(days=1)))
+            platforms.purge_checks(
+                session, older_than=timedelta(days=rt.settings.health_check_retention_days)
+            )
 
     def run_forever(self) -> None:
         """Tick until ``stop()``; gives the lease up on the way out."""

@@ -362,3 +362,21 @@ def test_deploy_targets_are_stored_as_given(session: Session, team: Team) -> Non
     hook = {"type": "webhook", "url": "http://127.0.0.1:9999", "secret_env": "S"}
     service.update_platform(session, team.admin, "gh", {"deploy_target": hook})
     assert platform.deploy_target["url"] == "http://127.0.0.1:9999"  # as written
+
+
+def test_old_check_results_are_purged_and_incidents_kept(
+    session: Session, team: Team, health: FakeHealth
+) -> None:
+    with FrozenClock(T0) as frozen, httpx.Client() as client:
+        platform = _platform(session, team, health.url)
+        health.status = 500
+        for _ in range(3):
+            service.check_platform(session, client, platform)  # opens an incident
+        frozen.advance(timedelta(days=100))
+        health.status = 200
+        service.check_platform(session, client, platform)
+        assert service.purge_checks(session, older_than=timedelta(days=90)) == 3
+        assert service.purge_checks(session, older_than=timedelta(days=90)) == 0
+    left = session.scalars(select(HealthCheck.checked_at)).all()
+    assert left == [T0 + timedelta(days=100)]
+    assert service.list_incidents(session, platform) != []
