@@ -8,7 +8,9 @@ Same machine, same broker (Redis), same worker concurrency and pool, one process
    so it is reported unavailable without a query: what remains is the claim, the prompt, the
    output, every transition and log line), then *with facts* (its six context providers,
    five of which read the workspace's history);
-3. latency: runs created one at a time on an idle system; started_at - created_at, p50/p99,
+3. CPU: every process's CPU time during each measure, read from /proc, per task or run and
+   by kind of process (workers, PostgreSQL, Redis, the benchmark itself);
+4. latency: runs created one at a time on an idle system; started_at - created_at, p50/p99,
    for the local executor (embedded) and Celery. The scheduler adds up to one tick
    (RUNHQ_SCHEDULER_TICK_SECONDS) before a due firing becomes a queued run.
 
@@ -52,12 +54,54 @@ PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 BROKER = "redis://127.0.0.1:6379/12"
 BIN = Path(sys.executable).parent
 CONCURRENCY = os.environ.get("BENCH_CONCURRENCY", "2")
+RAW_CPU: dict[str, float] = {}  # CPU ms per raw no-op task, by kind of process
 
 
 # Completion is read from when the last task or run finished (a timestamp each side records),
 # so the waiting loop can poll slowly: a fast poll would take CPU from the workers on a
 # small machine, and more from runhq's side (a PostgreSQL query) than the raw side (a GET).
 _POLL_SECONDS = 0.1
+
+
+def _cpu_seconds() -> dict[str, float]:
+    """CPU time (user + system) of every process on this machine so far, by kind: runhq's
+    workers, the raw no-op workers, PostgreSQL, Redis, this benchmark; empty without /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    kinds: dict[str, float] = {}
+    for pid in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+                stat = f.read()
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # gone meanwhile
+        fields = stat.rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / ticks
+        if int(pid) == os.getpid():
+            kind = "benchmark (creates and publishes)"
+        elif "runhq worker" in cmd:
+            kind = "runhq workers"
+        elif "bench.celery_noop" in cmd:
+            kind = "raw no-op workers"
+        elif "postgres" in cmd or "postgres" in stat:
+            kind = "postgresql"
+        elif "redis" in cmd or "redis" in stat:
+            kind = "redis"
+        else:
+            kind = "other"
+        kinds[kind] = kinds.get(kind, 0.0) + cpu
+    return kinds
+
+
+def _cpu_per_item(before: dict[str, float], after: dict[str, float], n: int) -> dict[str, float]:
+    """Milliseconds of CPU per task or run, by kind of process, between two snapshots."""
+    spent = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+    per = {k: round(v / n * 1000, 2) for k, v in sorted(spent.items()) if v > 0}
+    per["total"] = round(sum(v for v in spent.values() if v > 0) / n * 1000, 2)
+    return per
 
 
 def _wait_procs_ready(seconds: float = 4.0) -> None:
@@ -94,11 +138,13 @@ def raw_celery(n: int) -> float:
         _wait_procs_ready()
         from bench.celery_noop import COUNTER, LAST_DONE, noop
 
+        cpu_before = _cpu_seconds()
         start = time.time()
         for _ in range(n):
             noop.delay()
         while int(r.get(COUNTER) or 0) < n:
             time.sleep(_POLL_SECONDS)
+        RAW_CPU.update(_cpu_per_item(cpu_before, _cpu_seconds(), n))
         return float(r.get(LAST_DONE) or 0) - start
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -236,10 +282,12 @@ def runhq_bench(n: int, samples: int, tmp: Path, *, facts: bool) -> dict[str, An
         _wait_procs_ready()
         _ = _create(sessions, actor, 10, executor.notify)  # warm-up
         time.sleep(2)
+        cpu_before = _cpu_seconds()
         start = datetime.now(UTC)
         ids = _create(sessions, actor, n, executor.notify)
         _wait_done(sessions, ids)
         result["celery_seconds"] = (_last_finished(sessions, ids) - start).total_seconds()
+        result["cpu_ms_per_run"] = _cpu_per_item(cpu_before, _cpu_seconds(), n)
         if not facts:
             return result
         one_by_one = []
@@ -299,6 +347,10 @@ def main() -> None:
                 "orchestration_ratio": round(raw_s / bare["celery_seconds"], 2),
                 "with_facts_runs_per_s": round(args.runs / r["celery_seconds"], 1),
                 "with_facts_ratio": round(raw_s / r["celery_seconds"], 2),
+                # Read from /proc during each measure (includes the 100 ms polling loop).
+                "cpu_ms_per_raw_task": RAW_CPU,
+                "cpu_ms_per_run_orchestration": bare["cpu_ms_per_run"],
+                "cpu_ms_per_run_with_facts": r["cpu_ms_per_run"],
                 "goal": "ratio >= 0.5",
                 "queue_to_start_ms": {
                     "local": {
