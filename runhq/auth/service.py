@@ -464,7 +464,10 @@ def _resolve_api_key(session: Session, raw: str) -> Actor:
 def require_role(actor: Actor, role: Role, action: str) -> None:
     """403 unless the caller has at least ``role``."""
     if not actor.has_at_least(role):
-        raise PermissionDenied(f"{action} requires the {role.value} role (you are {actor.role})")
+        raise PermissionDenied(
+            f"{action} requires the {role.value} role (you are {actor.role})",
+            details={"required_role": role.value, "role": str(actor.role)},
+        )
 
 
 def get_workspace(session: Session, workspace_id: uuid.UUID) -> Workspace:

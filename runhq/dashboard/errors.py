@@ -52,8 +52,37 @@ def describe(tr: Translator, info: ErrorInfo) -> tuple[str, str]:
     elif info.code in _GENERIC_MESSAGES and tr.has(f"{key}.message"):
         message = tr.t(f"{key}.message")
     else:
-        message = info.message  # an expected error says what to fix
+        # An expected error says what to fix: in the visitor's language when its details
+        # carry what the sentence needs, else as the service wrote it.
+        message = _localised_detail(tr, info) or info.message
     return title, message
+
+
+def _localised_detail(tr: Translator, info: ErrorInfo) -> str | None:
+    key = f"errors.{info.code}.detail"
+    if not tr.has(key) or not info.details:
+        return None
+    values = {k: v for k, v in info.details.items() if isinstance(v, str | int | float)}
+    for name in ("status",):
+        if isinstance(values.get(name), str) and tr.has(f"status.{values[name]}"):
+            values[name] = tr.t(f"status.{values[name]}")
+    for name in ("role", "required_role"):
+        if isinstance(values.get(name), str) and tr.has(f"roles.{values[name]}"):
+            values[name] = tr.t(f"roles.{values[name]}")
+    for name in ("spent_eur", "reserved_eur", "monthly_limit_eur", "estimate_eur"):
+        if isinstance(values.get(name), int | float):
+            values[name] = tr.money(float(values[name]))
+    if info.code == "budget_exceeded" and "scope" in values:
+        scope = str(values["scope"])
+        values["scope"] = (
+            tr.t(f"errors.{info.code}.scope_global")
+            if scope == "global"
+            else tr.t(f"errors.{info.code}.scope_agent", agent=scope)
+        )
+    try:
+        return tr.catalog[key].format(**values)
+    except (KeyError, IndexError, ValueError):
+        return None  # details without what the sentence needs: the service's own words
 
 
 def render_error(request: Request, info: ErrorInfo) -> Response:

@@ -155,7 +155,12 @@ def _duplicate_error(run: Run) -> DuplicateRun:
     return DuplicateRun(
         f"a {run.run_type} run is already {run.status.replace('_', ' ')} "
         f"({run.id}); wait for it or cancel it",
-        details={"running_run_id": str(run.id), "status": run.status, "running_minutes": minutes},
+        details={
+            "running_run_id": str(run.id),
+            "run_type": run.run_type,
+            "status": run.status,
+            "running_minutes": minutes,
+        },
     )
 
 

@@ -9,9 +9,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from runhq.auth.models import Role
+from runhq.dashboard.errors import describe
+from runhq.dashboard.i18n import Translator
 from runhq.dashboard.pages import CONTENT_SECURITY_POLICY
 from runhq.runtime import Runtime
 from runhq.web.app import create_app
+from runhq.web.errors import ErrorInfo
 from tests.conftest import Team
 from tests.dashboard.conftest import csrf_of, log_in
 
@@ -119,3 +122,49 @@ def test_static_files_are_served(client: TestClient) -> None:
         assert r.status_code == 200, name
     assert client.get("/static/vendor/htmx.LICENSE.txt").status_code == 200
     assert client.get("/static/../config.py").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "details", "fr", "en"),
+    [
+        (
+            "duplicate_run",
+            409,
+            {"running_run_id": "r-1", "run_type": "SEO_AUDIT", "status": "running"},
+            "Un run SEO_AUDIT est déjà dans l'état «\u00a0En cours\u00a0» (r-1)",
+            'A SEO_AUDIT run is already in the state "Running" (r-1)',
+        ),
+        (
+            "permission_denied",
+            403,
+            {"required_role": "owner", "role": "operator"},
+            "Cette action demande le rôle Propriétaire\u00a0; votre rôle\u00a0: Opérateur.",
+            "This needs the Owner role; your role: Operator.",
+        ),
+        (
+            "budget_exceeded",
+            402,
+            {
+                "scope": "CFO",
+                "monthly_limit_eur": 10.0,
+                "spent_eur": 9.5,
+                "reserved_eur": 0.25,
+                "estimate_eur": 0.5,
+            },
+            "Budget mensuel de l'agent CFO dépassé",
+            "Monthly budget of agent CFO exceeded",
+        ),
+    ],
+)
+def test_expected_errors_speak_the_visitors_language(
+    code: str, status: int, details: dict[str, object], fr: str, en: str
+) -> None:
+    info = ErrorInfo(status, code, "the service's English message", details)
+    for lang, expected in (("fr", fr), ("en", en)):
+        _, message = describe(Translator(lang, "Europe/Paris"), info)
+        assert expected in message, (lang, message)
+    # Details without what the sentence needs: the service's own words.
+    partial = ErrorInfo(status, code, "the service's English message", {"run_type": "X"})
+    assert describe(Translator("fr", "Europe/Paris"), partial)[1] == (
+        "the service's English message"
+    )
