@@ -251,11 +251,13 @@ def gate_verdict(
     Fails on an open incident of the gated platform (of any platform, for a gate without
     one), on a run type failing again and again within 24 h on that platform or workspace-wide
     (``exempt_types``: the gates and actions themselves, so that a refused deployment does not
-    block the gate that would let the next one through), and on CI failing over 20 %.
+    block the gate that would let the next one through), on CI failing over 20 %, and on a CI
+    status that could not be read although GitHub is configured (unknown is never a pass;
+    GitHub not configured: CI is not checked, and the reasons say so).
     """
     facts = context.get("facts", {})
     reasons: list[str] = []
-    unknown: list[str] = []
+    notes: list[str] = []
 
     def concerns(key: str | None) -> bool:
         return platform_key is None or key is None or key == platform_key
@@ -271,17 +273,22 @@ def gate_verdict(
         if row.get("run_type") not in exempt_types and concerns(row.get("platform_key")):
             where = f" on {row['platform_key']}" if row.get("platform_key") else ""
             reasons.append(f"{row['run_type']} failed {row['failures']} times in 24 h{where}")
-    github = facts.get("github", {})
+    github = facts.get("github") or {}
     rate = github.get("data", {}).get("workflow_runs", {}).get("failure_rate")
-    if isinstance(rate, int | float) and rate > 0.2:
-        reasons.append(f"CI failure rate {rate:.0%} over 20 %")
-    elif not isinstance(rate, int | float):
-        unknown.append("CI status unknown (" + (github.get("summary") or "no GitHub facts") + ")")
+    if github.get("status") == "ok":
+        if isinstance(rate, int | float) and rate > 0.2:
+            reasons.append(f"CI failure rate {rate:.0%} over 20 %")
+        elif not isinstance(rate, int | float):
+            notes.append("CI not checked: no workflow runs in the window")
+    elif not github or github.get("data", {}).get("configured") is False:
+        notes.append("CI not checked: GitHub is not configured")
+    else:  # configured, but it could not be read: unknown, and unknown is never a pass
+        reasons.append(f"CI status unknown: {github.get('reason') or 'GitHub unavailable'}")
     if reasons:
-        return "fail", reasons + unknown
+        return "fail", reasons
     return "pass", [
-        "no open incident, no run type failing repeatedly in 24 h, CI healthy or unknown",
-        *unknown,
+        "no open incident, no run type failing repeatedly in 24 h, CI healthy or not checked",
+        *notes,
     ]
 
 

@@ -290,12 +290,15 @@ def _platforms(req: ContextRequest) -> Fact:
     )
 
 
-def _unavailable(source: str, title: str, reason: str) -> Fact:
+def _unavailable(source: str, title: str, reason: str, *, configured: bool = True) -> Fact:
+    """A source that gave nothing. ``configured=False``: it is not set up here (the facts it
+    would give do not apply), as opposed to set up but failing (they are unknown)."""
     return Fact(
         source=source,
         title=title,
         status="unavailable",
         summary=f"{title}: unavailable ({reason}).",
+        data={} if configured else {"configured": False},
         reason=reason,
     )
 
@@ -333,7 +336,9 @@ def _stripe(req: ContextRequest) -> Fact:
     try:
         data = get_stripe_facts(req.settings)
     except ConnectorUnavailable as exc:
-        return _unavailable("stripe", title, exc.reason)
+        return _unavailable(
+            "stripe", title, exc.reason, configured=exc.reason != STRIPE_NOT_CONFIGURED
+        )
     mrr = ", ".join(f"{v:,.2f} {c.upper()}" for c, v in sorted(data.get("mrr", {}).items()))
     return Fact(
         source="stripe",
@@ -349,7 +354,12 @@ def _github(req: ContextRequest) -> Fact:
     title = "Engineering activity (GitHub)"
     repo = req.settings.github_repository
     if not repo:
-        return _unavailable("github", title, "no repository configured (RUNHQ_GITHUB_REPOSITORY)")
+        return _unavailable(
+            "github",
+            title,
+            "no repository configured (RUNHQ_GITHUB_REPOSITORY)",
+            configured=False,
+        )
     token = req.settings.github_token
     try:
         with _http(req) as client:
@@ -384,7 +394,10 @@ def _web_search(req: ContextRequest) -> Fact:
     key = req.settings.web_search_api_key
     if key is None:
         return _unavailable(
-            "web_search", title, "web search is not configured (RUNHQ_WEB_SEARCH_API_KEY)"
+            "web_search",
+            title,
+            "web search is not configured (RUNHQ_WEB_SEARCH_API_KEY)",
+            configured=False,
         )
     try:
         with _http(req) as client:

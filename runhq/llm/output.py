@@ -96,6 +96,7 @@ def format_instructions(sections: list[str], *, gate: bool = False) -> str:
             ' Always give verdict: "pass" only if every gate criterion passed on evidence in '
             'the facts, otherwise "fail" (an unknown criterion is never a pass); and '
             "verdict_reasons: one short line per criterion that did not pass (empty when the "
-            "verdict is pass)."
+            "verdict is pass). A criterion whose source is not configured here is not checked "
+            "(say so); one whose source failed is unknown."
         )
     return text
