@@ -72,6 +72,11 @@ def _localised_detail(tr: Translator, info: ErrorInfo) -> str | None:
     for name in ("spent_eur", "reserved_eur", "monthly_limit_eur", "estimate_eur"):
         if isinstance(values.get(name), int | float):
             values[name] = tr.money(float(values[name]))
+    if "action" in values:  # what was refused, in words; an action without words: as written
+        action_key = f"errors.{info.code}.action_{values['action']}"
+        if not tr.has(action_key):
+            return None
+        values["action"] = tr.t(action_key)
     if info.code == "budget_exceeded" and "scope" in values:
         scope = str(values["scope"])
         values["scope"] = (

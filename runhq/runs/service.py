@@ -374,7 +374,7 @@ def approve_run(
     if run.status != RunStatus.pending_approval:
         raise InvalidTransition(
             f"run {run.id} is {run.status}, not pending_approval: nothing to approve",
-            details={"status": run.status},
+            details={"status": run.status, "action": "approve"},
         )
     values: dict[str, Any] = {}
     expires_at = None
@@ -409,7 +409,7 @@ def reject_run(session: Session, actor: Actor, run_id: uuid.UUID, *, reason: str
     if run.status != RunStatus.pending_approval:
         raise InvalidTransition(
             f"run {run.id} is {run.status}, not pending_approval: nothing to reject",
-            details={"status": run.status},
+            details={"status": run.status, "action": "reject"},
         )
     _record_decision(session, actor, run, "rejected", reason)
     transition(
@@ -461,7 +461,7 @@ def update_plan(session: Session, actor: Actor, run_id: uuid.UUID, plan: dict[st
     ):
         raise InvalidTransition(
             f"run {run.id} has no plan that can still be edited ({run.status}, {run.phase})",
-            details={"status": run.status, "phase": run.phase},
+            details={"status": run.status, "phase": run.phase, "action": "edit_plan"},
         )
     original = run.plan or {}
     for fixed in ("action", "run_type", "platform_key"):
@@ -551,7 +551,7 @@ def cancel_run(session: Session, actor: Actor, run_id: uuid.UUID) -> Run:
     else:
         raise InvalidTransition(
             f"run {run.id} is already {run.status}: nothing to cancel",
-            details={"status": run.status},
+            details={"status": run.status, "action": "cancel"},
         )
     return run
 
@@ -589,7 +589,7 @@ def retry_run(
     if run.status not in (RunStatus.failed, RunStatus.cancelled):
         raise InvalidTransition(
             f"only failed or cancelled runs can be retried; run {run.id} is {run.status}",
-            details={"status": run.status},
+            details={"status": run.status, "action": "retry"},
         )
     new, _ = create_run(
         session,

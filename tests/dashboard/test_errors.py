@@ -142,6 +142,13 @@ def test_static_files_are_served(client: TestClient) -> None:
             "This needs the Owner role; your role: Operator.",
         ),
         (
+            "invalid_transition",
+            409,
+            {"status": "completed", "action": "cancel"},
+            "Impossible de l'annuler\u00a0: ce run est «\u00a0Terminé\u00a0».",
+            'Cannot cancel it: this run is "Completed".',
+        ),
+        (
             "budget_exceeded",
             402,
             {
@@ -164,7 +171,10 @@ def test_expected_errors_speak_the_visitors_language(
         _, message = describe(Translator(lang, "Europe/Paris"), info)
         assert expected in message, (lang, message)
     # Details without what the sentence needs: the service's own words.
-    partial = ErrorInfo(status, code, "the service's English message", {"run_type": "X"})
-    assert describe(Translator("fr", "Europe/Paris"), partial)[1] == (
-        "the service's English message"
-    )
+    for partial in ({"run_type": "X"}, {**details, "action": "no_such_action"}):
+        info = ErrorInfo(status, code, "the service's English message", partial)
+        if code != "invalid_transition" and "action" in partial:
+            continue  # only refusals of an action name one
+        assert describe(Translator("fr", "Europe/Paris"), info)[1] == (
+            "the service's English message"
+        )
