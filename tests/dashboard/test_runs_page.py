@@ -354,7 +354,9 @@ def test_a_refused_retry_is_a_toast_for_htmx_and_a_page_otherwise(
     assert r.status_code == 409
     toast = json.loads(r.headers["HX-Trigger"])["runhq:toast"]
     assert toast["title"] == "Action impossible dans cet état"
-    assert "only failed or cancelled runs can be retried" in toast["message"]
+    # Why, in the visitor's language (the API keeps the service's words).
+    assert "seuls les runs en échec ou annulés" in toast["message"]
+    assert "Terminé" in toast["message"]
     r = client.post(f"/runs/{done.id}/retry", data={"csrf_token": token}, follow_redirects=False)
     assert r.status_code == 409
     assert "Action impossible dans cet état" in r.text
