@@ -1288,12 +1288,10 @@ def _read_contacts_csv(path: Path, consent: bool | None) -> list[dict[str, Any]]
                     )
                 given = raw in _YES
             try:
-                ContactIn(email=cells["email"], name=cells.get("name") or None, consent=given)
-            except ValidationError as exc:
-                first = exc.errors()[0]
+                _validated(ContactIn, email=cells["email"], name=cells.get("name"), consent=given)
+            except InvalidInput as exc:
                 raise InvalidInput(
-                    f"line {line}: {first['loc'][0]}: {first['msg']}",
-                    details={"line": line, "field": str(first["loc"][0])},
+                    f"line {line}: {exc.message}", details={**exc.details, "line": line}
                 ) from None
             rows.append(
                 {"email": cells["email"], "name": cells.get("name") or None, "consent": given}

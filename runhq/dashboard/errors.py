@@ -63,9 +63,8 @@ def _localised_detail(tr: Translator, info: ErrorInfo) -> str | None:
     if not tr.has(key) or not info.details:
         return None
     values = {k: v for k, v in info.details.items() if isinstance(v, str | int | float)}
-    for name in ("status",):
-        if isinstance(values.get(name), str) and tr.has(f"status.{values[name]}"):
-            values[name] = tr.t(f"status.{values[name]}")
+    if isinstance(values.get("status"), str) and tr.has(f"status.{values['status']}"):
+        values["status"] = tr.t(f"status.{values['status']}")
     for name in ("role", "required_role"):
         if isinstance(values.get(name), str) and tr.has(f"roles.{values[name]}"):
             values[name] = tr.t(f"roles.{values[name]}")

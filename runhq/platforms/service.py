@@ -101,13 +101,11 @@ def list_platforms(session: Session, workspace_id: uuid.UUID) -> list[Platform]:
     return list(session.scalars(_LIST_PLATFORMS, {"workspace_id": workspace_id}))
 
 
-def check_deploy_target(value: DeployTarget | dict[str, Any]) -> dict[str, Any]:
+def check_deploy_target(value: dict[str, Any]) -> dict[str, Any]:
     """The deploy target as stored (its given fields), or 422 naming what is wrong with it:
     a target that cannot work is refused when it is configured, not when a deploy runs."""
     try:
-        target = DeployTarget.model_validate(
-            value.model_dump() if isinstance(value, DeployTarget) else value
-        )
+        target = DeployTarget.model_validate(value)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in ("deploy_target", *first["loc"]))

@@ -62,8 +62,7 @@ class _Prepared:
 
     spec: RunTypeSpec
     context: dict[str, Any]
-    messages: list[dict[str, str]]
-    prompt: dict[str, Any]
+    prompt: dict[str, Any]  # {messages, model, fallback_model}: what the model is sent
 
 
 def build_messages(
@@ -302,7 +301,7 @@ class Engine:
         persona = self.registry.agents[spec.agent].persona
         messages = build_messages(spec, persona, context)
         prompt = {"messages": messages, "model": spec.model, "fallback_model": spec.fallback_model}
-        return _Prepared(spec=spec, context=context, messages=messages, prompt=prompt)
+        return _Prepared(spec=spec, context=context, prompt=prompt)
 
     def _call_model(self, prepared: _Prepared, *, deadline: float) -> Completion:
         # Nothing (not SQLite's write lock either) is held during the model call; the facts
@@ -315,7 +314,7 @@ class Engine:
         return self.gateway.complete(
             model=spec.model,
             fallback_model=spec.fallback_model,
-            messages=prepared.messages,
+            messages=prepared.prompt["messages"],
             deadline=deadline,
             parse=parse_gate_report if spec.gate else parse_report,
         )
