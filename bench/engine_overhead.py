@@ -49,6 +49,7 @@ from runhq.db.session import (
     build_engine,
     make_reader_factory,
     make_session_factory,
+    self_contained_writes,
     transaction,
 )
 from runhq.llm.gateway import Completion, Gateway
@@ -118,11 +119,24 @@ def _floor(db: Engine, table: Table, n: int) -> float:
 
 def _shaped_floor(db: Engine, table: Table, n: int) -> float:
     """Seconds for n runs' worth of bare statements in a run's shape: the same transactions
-    and statement kinds as a run (creation: read, insert, insert; then a read outside any
-    transaction; claim: update, insert; final: update, insert) on one small table. Not the
+    and statement kinds as a run on one small table. On SQLite: creation (read, insert,
+    insert), a read outside any transaction, then the claim and the final transition (update,
+    insert; each a transaction). On PostgreSQL, where a change and its log line are one
+    statement (ADR 0014): creation (read; insert with its log row) in a transaction, the read,
+    then the claim and the final transition each one such statement in autocommit. Not the
     goal's floor: what a run's structure costs before runhq's own work on it."""
     read = select(table.c.attempt).where(table.c.id == bindparam("id"))
     readers = make_reader_factory(db)  # autocommit reads, as the engine's
+    postgresql = db.dialect.name == "postgresql"
+    name = table.name  # the benchmark's own table, never input
+    created = text(
+        f"WITH c AS (INSERT INTO {name} VALUES (:id, 'queued', 1) RETURNING id) "  # noqa: S608
+        f"INSERT INTO {name} SELECT :log, 'log', 0 FROM c"
+    )
+    moved = text(
+        f"WITH c AS (UPDATE {name} SET status = :status WHERE id = :id RETURNING id) "  # noqa: S608
+        f"INSERT INTO {name} SELECT :log, 'log', 0 FROM c"
+    )
     start = time.perf_counter()
     for _ in range(n):
         row_id = uuid.uuid4()
@@ -132,14 +146,20 @@ def _shaped_floor(db: Engine, table: Table, n: int) -> float:
 
         with db.begin() as conn:
             conn.execute(read, {"id": row_id}).first()
-            conn.execute(table.insert().values(id=row_id, status="queued", attempt=1))
-            log(conn)
+            if postgresql:
+                conn.execute(created, {"id": row_id, "log": uuid.uuid4()})
+            else:
+                conn.execute(table.insert().values(id=row_id, status="queued", attempt=1))
+                log(conn)
         with readers() as reader:  # the worker's read of the run, before its claim
             reader.connection().execute(read, {"id": row_id}).first()
         for status in ("running", "completed"):
-            with db.begin() as conn:
-                conn.execute(table.update().where(table.c.id == row_id).values(status=status))
-                log(conn)
+            with self_contained_writes(db) as conn:
+                if postgresql:
+                    conn.execute(moved, {"status": status, "id": row_id, "log": uuid.uuid4()})
+                else:
+                    conn.execute(table.update().where(table.c.id == row_id).values(status=status))
+                    log(conn)
     return time.perf_counter() - start
 
 

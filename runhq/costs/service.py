@@ -197,9 +197,13 @@ def _spend(
     return _num(spent), _num(reserved)
 
 
-# Built once: read before every run is created.
 _LIST_BUDGETS = (
     select(Budget).where(Budget.workspace_id == bindparam("workspace_id")).order_by(Budget.scope)
+)
+
+
+_BUDGET_LIMITS = select(Budget.scope, Budget.monthly_limit_eur).where(
+    Budget.workspace_id == bindparam("workspace_id")
 )
 
 
@@ -280,7 +284,9 @@ def check_budget(
 ) -> None:
     """Refuse (402) a run whose estimate would take this month past a budget."""
     _, start, end = month_bounds(None, tz)
-    for budget in list_budgets(session, workspace_id):
+    # Columns, not Budget objects: read before every run is created, usually to find none.
+    limits = session.connection().execute(_BUDGET_LIMITS, {"workspace_id": workspace_id})
+    for budget in limits:
         if budget.scope not in (GLOBAL_SCOPE, agent):
             continue
         spent, reserved = _spend(

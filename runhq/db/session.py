@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -101,6 +102,31 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+_AUTOCOMMIT: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def self_contained_writes(engine: Engine) -> Iterator[Connection]:
+    """A connection for writes that are each one self-contained statement (a compare-and-set
+    with its log line written by the same statement, a bookkeeping ``UPDATE``).
+
+    On PostgreSQL the connection is in autocommit: each statement is its own transaction, with
+    no ``BEGIN`` or ``COMMIT`` round trip. On SQLite, which cannot write a change and its log
+    line in one statement, the statements share one transaction, committed on exit (rolled
+    back on error). Either way nothing is left uncommitted once the block exits normally.
+    See docs/adr/0014-one-statement-writes.md.
+    """
+    if engine.dialect.name != "postgresql":
+        with engine.begin() as conn:
+            yield conn
+        return
+    autocommit = _AUTOCOMMIT.get(engine)
+    if autocommit is None:
+        autocommit = _AUTOCOMMIT[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
+    with autocommit.connect() as conn:
+        yield conn
 
 
 _ASYNC_COMMIT = text("SET LOCAL synchronous_commit TO OFF")

@@ -7,7 +7,9 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
+    CTE,
     Connection,
+    Insert,
     Integer,
     Select,
     Table,
@@ -28,7 +30,31 @@ from runhq.pagination import decode_cursor, encode_cursor, fetch_page
 
 # Built once, on the table (Core, not the ORM's bulk path); parameters are bound per call,
 # so the statement's cache key and compiled form are computed once per process.
-_INSERT = insert(cast(Table, StructuredLog.__table__))
+_TABLE = cast(Table, StructuredLog.__table__)
+_INSERT = insert(_TABLE)
+
+
+def build_log_row(
+    *,
+    message: str,
+    level: LogLevel = LogLevel.info,
+    source: LogSource = LogSource.system,
+    workspace_id: uuid.UUID | None = None,
+    run_id: uuid.UUID | None = None,
+    metadata: dict[str, Any] | None = None,
+    created_at: datetime | None = None,
+) -> dict[str, Any]:
+    """A log line's column values, for ``create_log`` or ``insert_log_after``."""
+    return {
+        "id": new_id(),
+        "workspace_id": workspace_id,
+        "level": level.value,
+        "source": source.value,
+        "message": message,
+        "metadata": metadata or {},
+        "run_id": run_id,
+        "created_at": created_at or clock.now(),
+    }
 
 
 def create_log(
@@ -47,21 +73,57 @@ def create_log(
     A plain INSERT, not a unit-of-work object: log lines are never read back or updated in
     the transaction that writes them, and this is on every run's hot path.
     """
-    row_id = new_id()
-    session.execute(
-        _INSERT,
-        {
-            "id": row_id,
-            "workspace_id": workspace_id,
-            "level": level.value,
-            "source": source.value,
-            "message": message,
-            "metadata": metadata or {},
-            "run_id": run_id,
-            "created_at": created_at or clock.now(),
-        },
+    row = build_log_row(
+        message=message,
+        level=level,
+        source=source,
+        workspace_id=workspace_id,
+        run_id=run_id,
+        metadata=metadata,
+        created_at=created_at,
     )
-    return row_id
+    return create_log_row(session, row)
+
+
+def create_log_row(session: Session | Connection, row: dict[str, Any]) -> uuid.UUID:
+    """Insert a line built by ``build_log_row`` in the caller's transaction."""
+    session.execute(_INSERT, row)
+    return cast(uuid.UUID, row["id"])
+
+
+# Bound parameters of ``insert_log_after``: prefixed, so they never collide with those of the
+# statement the log line is attached to.
+LOG_PARAM_PREFIX = "log_"
+
+
+_LOG_COLUMNS = (
+    "id",
+    "workspace_id",
+    "level",
+    "source",
+    "message",
+    "metadata",
+    "run_id",
+    "created_at",
+)
+
+
+def insert_log_after(change: CTE) -> Insert:
+    """``INSERT INTO structured_logs … SELECT <log line> FROM change``: the log line of a
+    data-modifying CTE (PostgreSQL) in the same statement, written only if the CTE returned a
+    row. Its parameters are ``build_log_row``'s, prefixed with ``LOG_PARAM_PREFIX``; its
+    rowcount says whether the change happened."""
+    columns = [_TABLE.c[name] for name in _LOG_COLUMNS]
+    values = select(
+        *(bindparam(LOG_PARAM_PREFIX + c.name, type_=c.type) for c in columns)
+    ).select_from(change)
+    # SQLAlchemy keeps an INSERT's rowcount only when asked.
+    return insert(_TABLE).from_select(columns, values).execution_options(preserve_rowcount=True)
+
+
+def log_params(row: dict[str, Any]) -> dict[str, Any]:
+    """``build_log_row``'s values as ``insert_log_after``'s parameters."""
+    return {LOG_PARAM_PREFIX + key: value for key, value in row.items()}
 
 
 def _filtered(

@@ -29,7 +29,12 @@ from runhq.actions import service as actions
 from runhq.config import Settings
 from runhq.context.schemas import ContextRequest
 from runhq.context.service import gather_context
-from runhq.db.session import allow_async_commit, make_reader_factory, transaction
+from runhq.db.session import (
+    allow_async_commit,
+    make_reader_factory,
+    self_contained_writes,
+    transaction,
+)
 from runhq.llm.gateway import (
     Completion,
     Gateway,
@@ -137,9 +142,7 @@ class Engine:
                 except Exception as exc:  # failed once claimed: never left queued to loop
                     logger.exception("run %s: preparing its prompt failed", run_id)
                     failure = exc
-        # Not waited to disk: a claim lost in a database crash leaves the run queued, and
-        # the dispatcher sends it again (the facts are gathered again).
-        with self._write(durable=False) as conn:
+        with self._write() as conn:
             claimed = claim(
                 conn,
                 run,
@@ -196,17 +199,12 @@ class Engine:
         return self._finish(run, RunStatus.completed, started, values=values)
 
     @contextmanager
-    def _write(self, *, durable: bool = True) -> Iterator[Connection]:
-        """One committed transaction on a Core connection: the unit of work of each step of
-        the pipeline (no ORM session: the steps write by statement, never by object).
-
-        ``durable=False``: the commit does not wait for the disk (``allow_async_commit``);
-        the final transition always does, and flushes what came before it.
-        """
+    def _write(self) -> Iterator[Connection]:
+        """Where each step of the pipeline writes, on a Core connection (the steps write by
+        statement, never by object): one transaction on SQLite; on PostgreSQL each change
+        and its log line are one statement (``runs.state``), sent in autocommit (ADR 0014)."""
         if isinstance(self._bind, DbEngine):
-            with self._bind.begin() as conn:
-                if not durable:
-                    allow_async_commit(conn)
+            with self_contained_writes(self._bind) as conn:
                 yield conn
         else:  # bound to one connection in a transaction the test rolls back
             with self._bind.begin_nested():

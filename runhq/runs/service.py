@@ -15,6 +15,7 @@ from typing import Any, cast
 
 import jsonschema
 from sqlalchemy import (
+    Connection,
     Integer,
     Row,
     Table,
@@ -36,6 +37,7 @@ from runhq.auth.models import Role
 from runhq.auth.schemas import Actor
 from runhq.auth.service import require_role
 from runhq.costs import service as costs
+from runhq.db.base import new_id
 from runhq.db.session import on_commit
 from runhq.errors import (
     DuplicateRun,
@@ -200,10 +202,14 @@ def _build_insert() -> tuple[TextualSelect, list[tuple[str, Any]]]:
 
 
 _INSERT_RUN, _RUN_DEFAULTS = _build_insert()
+# On PostgreSQL the run and its run.created line are one statement (ADR 0014): the log line
+# is inserted only if the run was.
+_INSERT_RUN_LOGGED = logs.insert_log_after(_INSERT_RUN.cte("created"))
 
 
-def _insert_run(session: Session, values: dict[str, Any]) -> Run | None:
-    """The new run, or None if a unique index (active slot, idempotency key) refused it."""
+def _insert_run(session: Session, values: dict[str, Any], log_row: dict[str, Any]) -> Run | None:
+    """The new run, with its log line ``log_row``; or None, with nothing written, if a unique
+    index (active slot, idempotency key) refused it."""
     params: dict[str, Any] = {}
     for name, default in _RUN_DEFAULTS:
         if name in values:
@@ -217,8 +223,15 @@ def _insert_run(session: Session, values: dict[str, Any]) -> Run | None:
             params[name] = default.arg
         else:
             params[name] = None
-    if session.connection().execute(_INSERT_RUN, params).first() is None:
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        logged = conn.execute(_INSERT_RUN_LOGGED, {**params, **logs.log_params(log_row)})
+        if logged.rowcount != 1:
+            return None
+    elif conn.execute(_INSERT_RUN, params).first() is None:
         return None
+    else:
+        logs.create_log_row(conn, log_row)
     # The row holds exactly these values: build the object as a load would (committed
     # state, no history) instead of reading the row back, which costs more than the insert.
     run: Run = Run.__mapper__.class_manager.new_instance()
@@ -291,7 +304,9 @@ def create_run(
         status, phase = RunStatus.queued, "single"
     now = clock.now()
     key = _active_key(run_type, platform_key)
+    run_id = new_id()
     values = {
+        "id": run_id,
         "workspace_id": actor.workspace_id,
         "run_type": run_type,
         "agent": spec.agent,
@@ -310,16 +325,32 @@ def create_run(
         "created_at": now,
         "updated_at": now,
     }
+    log_row = logs.build_log_row(
+        message="run.created",
+        source=LogSource.executive_run,
+        workspace_id=actor.workspace_id,
+        run_id=run_id,
+        created_at=now,
+        metadata={
+            "run_type": run_type,
+            "platform_key": platform_key,
+            "status": status.value,
+            "user_id": str(actor.person) if actor.person else None,
+            "via": actor.via,
+            "cost_estimate": spec.estimated_cost_eur,
+            "parent_run_id": str(parent.id) if parent else None,
+        },
+    )
     # Insert first: the unique (workspace_id, active_key) index is the anti-double-run
     # check, so the common case costs no read; a refusal is explained below.
-    run = _insert_run(session, values)
+    run = _insert_run(session, values, log_row)
     if run is None:
         # The idempotency key's twin committed meanwhile: replay it.
         if (existing := replay()) is not None:
             return existing, False
         active = _find_active(session, actor.workspace_id, key)
         if active is not None and _override_if_stuck(session, active, stuck_after, actor.via):
-            run = _insert_run(session, values)
+            run = _insert_run(session, values, log_row)
         elif active is not None:
             raise _duplicate_error(active)
     if run is None:
@@ -331,24 +362,7 @@ def create_run(
             f"a {run_type} run was started at the same moment; try again",
             details={"run_type": run_type},
         )
-    logs.create_log(
-        session,
-        message="run.created",
-        source=LogSource.executive_run,
-        workspace_id=run.workspace_id,
-        run_id=run.id,
-        metadata={
-            "run_type": run_type,
-            "platform_key": platform_key,
-            "status": status.value,
-            "user_id": str(actor.person) if actor.person else None,
-            "via": actor.via,
-            "cost_estimate": spec.estimated_cost_eur,
-            "parent_run_id": str(parent.id) if parent else None,
-        },
-    )
     if status == RunStatus.queued and notify is not None:
-        run_id = run.id
         on_commit(session, lambda: notify(run_id))
     return run, True
 
@@ -1066,7 +1080,7 @@ def list_undispatched(
     )
 
 
-def mark_dispatched(session: Session, run_ids: list[uuid.UUID]) -> None:
+def mark_dispatched(session: Session | Connection, run_ids: list[uuid.UUID]) -> None:
     """The broker accepted these runs' tasks (outbox bookkeeping; status unchanged)."""
     if not run_ids:
         return

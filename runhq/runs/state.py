@@ -12,7 +12,16 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Connection, Table, Update, bindparam, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Insert,
+    Table,
+    Update,
+    bindparam,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -125,27 +134,78 @@ def _update_statement(keys: tuple[str, ...], *, unless_cancel: bool, fenced: boo
     return stmt
 
 
-def _update_run(
-    session: Executor,
+def _update_params(
     run_id: uuid.UUID,
     current: RunStatus,
     changes: dict[str, Any],
     *,
-    unless_cancel: bool = False,
-    claim_token: uuid.UUID | None = None,
-) -> bool:
-    """Compare-and-set ``changes`` on the run if it is still ``current``; False if not."""
+    unless_cancel: bool,
+    claim_token: uuid.UUID | None,
+) -> tuple[Update, dict[str, Any]]:
+    """The compare-and-set of ``changes`` on a run still ``current``, and its parameters."""
     keys = tuple(sorted(changes))
     stmt = _update_statement(keys, unless_cancel=unless_cancel, fenced=claim_token is not None)
     params: dict[str, Any] = {f"v_{key}": changes[key] for key in keys}
     params.update(w_id=run_id, w_status=current.value)
     if claim_token is not None:
         params["w_token"] = claim_token
+    return stmt, params
+
+
+def _update_run(
+    session: Executor,
+    run_id: uuid.UUID,
+    current: RunStatus,
+    changes: dict[str, Any],
+    *,
+    claim_token: uuid.UUID | None = None,
+) -> bool:
+    """Compare-and-set ``changes`` on the run if it is still ``current`` (no log line)."""
+    stmt, params = _update_params(
+        run_id, current, changes, unless_cancel=False, claim_token=claim_token
+    )
     if isinstance(session, Session):
-        # A Core statement does not autoflush: pending ORM changes go first, as they would.
         session.flush()
     result = session.execute(stmt, params)
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def _on_postgresql(executor: Executor) -> bool:
+    bind = executor if isinstance(executor, Connection) else executor.get_bind()
+    return bind.dialect.name == "postgresql"
+
+
+# On PostgreSQL a change and its log line are one statement (``WITH change AS (UPDATE …
+# RETURNING id) INSERT INTO structured_logs … SELECT … FROM change``): one round trip instead
+# of two, and atomic on its own, so the engine can send it outside an explicit transaction
+# (ADR 0014). SQLite has no data-modifying CTE: there the two statements share the caller's
+# transaction. Built once per change statement, as the statements themselves.
+_LOGGED: dict[Update, Insert] = {}
+
+
+def _logged(change: Update) -> Insert:
+    stmt = _LOGGED.get(change)
+    if stmt is None:
+        stmt = logs.insert_log_after(change.returning(_RUNS.c.id).cte("change"))
+        _LOGGED[change] = stmt
+    return stmt
+
+
+def _change_and_log(
+    executor: Executor, change: Update, params: dict[str, Any], log_row: dict[str, Any]
+) -> bool:
+    """Run the compare-and-set ``change`` and, if it matched, insert ``log_row``; False if it
+    did not match (nothing written)."""
+    if isinstance(executor, Session):
+        # A Core statement does not autoflush: pending ORM changes go first, as they would.
+        executor.flush()
+    if _on_postgresql(executor):
+        result = executor.execute(_logged(change), {**params, **logs.log_params(log_row)})
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    if executor.execute(change, params).rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    logs.create_log_row(executor, log_row)
+    return True
 
 
 def check_transition(current: RunStatus, target: RunStatus) -> None:
@@ -183,34 +243,38 @@ def transition(
     if target in TERMINAL_STATUSES:
         changes["active_key"] = None  # frees the anti-double-run slot
         changes.setdefault("finished_at", now)
-    if not _update_run(
-        session,
-        run.id,
-        current,
-        changes,
-        unless_cancel=unless_cancel_requested,
-        claim_token=claim_token,
-    ):
-        raise StaleTransition(
-            f"run {run.id} changed concurrently (expected {current.value})",
-            details={"run_id": str(run.id)},
-        )
-    _apply(run, changes)
+    stmt, params = _update_params(
+        run.id, current, changes, unless_cancel=unless_cancel_requested, claim_token=claim_token
+    )
     message, level = _EVENTS[target]
-    logs.create_log(
-        session,
+    log_row = logs.build_log_row(
         message=message,
         level=level,
         source=source,
         workspace_id=run.workspace_id,
         run_id=run.id,
-        metadata=_log_metadata(run, current, target, now, log_metadata),
+        metadata=_log_metadata(run, changes, current, target, log_metadata),
     )
+    if not _change_and_log(session, stmt, params, log_row):
+        raise StaleTransition(
+            f"run {run.id} changed concurrently (expected {current.value})",
+            details={"run_id": str(run.id)},
+        )
+    _apply(run, changes)
 
 
 def _log_metadata(
-    run: AnyRun, current: RunStatus, target: RunStatus, now: datetime, extra: dict[str, Any] | None
+    run: AnyRun,
+    changes: Mapping[str, Any],
+    current: RunStatus,
+    target: RunStatus,
+    extra: dict[str, Any] | None,
 ) -> dict[str, Any]:
+    """The seed's fields of the transition's log line, from the run as it will be."""
+
+    def value(key: str) -> Any:
+        return changes[key] if key in changes else getattr(run, key)
+
     meta: dict[str, Any] = {
         "run_id": str(run.id),
         "run_type": run.run_type,
@@ -226,16 +290,20 @@ def _log_metadata(
         )
     elif target == S.completed:
         meta.update(
-            model=run.model_used,
-            duration_ms=run.duration_ms,
+            model=value("model_used"),
+            duration_ms=value("duration_ms"),
             cost_estimate=run.estimated_cost,
-            actual_cost=run.actual_cost,
+            actual_cost=value("actual_cost"),
         )
     meta.update(extra or {})
     return meta
 
 
-_READ_RUN = select(*_RUNS.c).where(_RUNS.c.id == bindparam("run_id"))
+# The record's own fields only: a run's prompt, output and plan are large and not needed
+# to execute it (each column read is also a conversion: JSON, dates on SQLite).
+_READ_RUN = select(*(_RUNS.c[name] for name in RunRecord.__annotations__)).where(
+    _RUNS.c.id == bindparam("run_id")
+)
 
 
 def get_run_record(conn: Executor, run_id: uuid.UUID) -> RunRecord | None:
@@ -299,21 +367,20 @@ def claim(
         stmt = _CLAIM_WITH_FACTS
         changes.update(context=context, prompt=prompt)
         params.update(context=context, prompt=prompt)
-    if conn.execute(stmt, params).rowcount != 1:  # type: ignore[attr-defined]
-        return False
-    _apply(run, changes)
     message, level = _EVENTS[S.running]
-    logs.create_log(
-        conn,
+    log_row = logs.build_log_row(
         message=message,
         level=level,
         source=LogSource.executive_run,
         workspace_id=run.workspace_id,
         run_id=run.id,
-        metadata=_log_metadata(run, S.queued, S.running, now, None),
+        metadata=_log_metadata(run, changes, S.queued, S.running, None),
         # Stamped when the worker began (seed 001: run.started comes before the facts).
         created_at=changes["started_at"],
     )
+    if not _change_and_log(conn, stmt, params, log_row):
+        return False
+    _apply(run, changes)
     return True
 
 

@@ -16,10 +16,11 @@ import uuid
 from typing import Any
 
 from celery import Celery
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from runhq.config import Settings, get_settings
-from runhq.db.session import allow_async_commit, transaction
+from runhq.db.session import self_contained_writes
 from runhq.runs import service as runs
 
 logger = logging.getLogger(__name__)
@@ -106,6 +107,10 @@ class CeleryExecutor:
         # another executor or a worker configured differently in the same process.
         self.app = configure_celery(Celery("runhq-publisher"), settings)
         self.sessions = session_factory
+        bind = session_factory.kw.get("bind")
+        if not isinstance(bind, Engine):
+            raise TypeError("CeleryExecutor needs sessions bound to an engine")
+        self._engine = bind
         self._queue: queue.Queue[uuid.UUID | None] = queue.Queue()
         self._thread: threading.Thread | None = None
 
@@ -148,10 +153,8 @@ class CeleryExecutor:
         accepted = publish_runs(self.app, run_ids)
         if accepted:
             try:
-                with transaction(self.sessions) as session:
-                    # Lost in a database crash, a dispatch is only sent again (harmless).
-                    allow_async_commit(session)
-                    runs.mark_dispatched(session, accepted)
+                with self_contained_writes(self._engine) as conn:
+                    runs.mark_dispatched(conn, accepted)
             except Exception:  # the tasks are out; a re-send later would be a no-op duplicate
                 logger.exception("could not record dispatch of %d runs", len(accepted))
         return len(accepted)

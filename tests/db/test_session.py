@@ -18,6 +18,7 @@ from runhq.db.session import (
     make_reader_factory,
     make_session_factory,
     on_commit,
+    self_contained_writes,
     transaction,
 )
 from runhq.runs import service as runs
@@ -100,5 +101,51 @@ def test_async_commit_is_local_to_its_transaction(fresh_database_url: str) -> No
             else:
                 # SQLite: nothing was sent; WAL mode with synchronous=NORMAL (1) as configured.
                 assert conn.execute(text("PRAGMA synchronous")).scalar() == 1
+    finally:
+        engine.dispose()
+
+
+def test_self_contained_writes_commit_each_statement_or_one_transaction(
+    fresh_database_url: str,
+) -> None:
+    engine = build_engine(fresh_database_url)
+    upgrade(engine)
+    postgresql = engine.dialect.name == "postgresql"
+    insert = text("INSERT INTO workspaces (id, name, slug, created_at) VALUES (:id, :n, :n, :at)")
+
+    readers = make_reader_factory(engine)  # no write lock taken: SQLite's is held meanwhile
+
+    def names() -> list[str]:
+        with readers() as reader:
+            return list(reader.scalars(text("SELECT name FROM workspaces ORDER BY name")))
+
+    try:
+        with self_contained_writes(engine) as conn:
+            conn.execute(insert, {"id": uuid.uuid4().hex, "n": "first", "at": "2026-01-01"})
+            # PostgreSQL: autocommit, already visible elsewhere. SQLite: one transaction,
+            # committed when the block exits.
+            assert names() == (["first"] if postgresql else [])
+        assert names() == ["first"]
+
+        def fail_after_a_write() -> None:
+            with self_contained_writes(engine) as conn:
+                conn.execute(insert, {"id": uuid.uuid4().hex, "n": "second", "at": "2026-01-01"})
+                raise RuntimeError
+
+        with pytest.raises(RuntimeError):
+            fail_after_a_write()
+        # Each statement stands alone on PostgreSQL; SQLite rolls the block back. Which is why
+        # only writes that are one statement on PostgreSQL may use it.
+        assert names() == (["first", "second"] if postgresql else ["first"])
+
+        # The pooled connection is back in its normal mode: a transaction rolls back.
+        def fail_in_a_transaction() -> None:
+            with engine.begin() as conn:
+                conn.execute(insert, {"id": uuid.uuid4().hex, "n": "third", "at": "2026-01-01"})
+                raise RuntimeError
+
+        with pytest.raises(RuntimeError):
+            fail_in_a_transaction()
+        assert "third" not in names()
     finally:
         engine.dispose()
