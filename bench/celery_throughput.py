@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import redis
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from runhq.auth import service as auth
@@ -55,6 +55,7 @@ BROKER = "redis://127.0.0.1:6379/12"
 BIN = Path(sys.executable).parent
 CONCURRENCY = os.environ.get("BENCH_CONCURRENCY", "2")
 RAW_CPU: dict[str, float] = {}  # CPU ms per raw no-op task, by kind of process
+DURABLE_CPU: dict[str, float] = {}  # CPU ms per durable baseline task
 
 
 # Completion is read from when the last task or run finished (a timestamp each side records),
@@ -85,7 +86,7 @@ def _cpu_seconds() -> dict[str, float]:
         elif "runhq worker" in cmd:
             kind = "runhq workers"
         elif "bench.celery_noop" in cmd:
-            kind = "raw no-op workers"
+            kind = "bare Celery workers (baselines)"
         elif "postgres" in cmd or "postgres" in stat:
             kind = "postgresql"
         elif "redis" in cmd or "redis" in stat:
@@ -108,10 +109,25 @@ def _wait_procs_ready(seconds: float = 4.0) -> None:
     time.sleep(seconds)  # worker boot; excluded from the timings
 
 
-def raw_celery(n: int) -> float:
+def raw_celery(n: int, *, durable: bool = False) -> float:
+    """Seconds for n tasks of the bare app (bench.celery_noop): no-ops, or with ``durable``
+    the least a database-backed run needs (the row inserted in its own transaction before
+    its task is published; the task claims it and records its outcome, each committed on its
+    own, in autocommit: the cheapest form of each)."""
     r = redis.Redis.from_url(BROKER)
     r.flushdb()
     env = {**os.environ, "BENCH_BROKER_URL": BROKER}
+    db: Engine | None = None
+    autocommit: Engine | None = None
+    url = admin = None
+    if durable:
+        url, admin = _database()
+        env["BENCH_DATABASE_URL"] = url
+        db = build_engine(url)
+        from bench.celery_noop import DURABLE
+
+        DURABLE.create(db)
+        autocommit = db.execution_options(isolation_level="AUTOCOMMIT")
     proc = subprocess.Popen(
         [
             str(BIN / "celery"),
@@ -136,19 +152,29 @@ def raw_celery(n: int) -> float:
     )
     try:
         _wait_procs_ready()
-        from bench.celery_noop import COUNTER, LAST_DONE, noop
+        from bench.celery_noop import COUNTER, DURABLE, LAST_DONE, noop
+        from bench.celery_noop import durable as durable_task
 
         cpu_before = _cpu_seconds()
         start = time.time()
         for _ in range(n):
-            noop.delay()
+            if autocommit is None:
+                noop.delay()
+                continue
+            row_id = uuid.uuid4()
+            with autocommit.connect() as conn:
+                conn.execute(DURABLE.insert().values(id=row_id, status="queued"))
+            durable_task.delay(str(row_id))
         while int(r.get(COUNTER) or 0) < n:
             time.sleep(_POLL_SECONDS)
-        RAW_CPU.update(_cpu_per_item(cpu_before, _cpu_seconds(), n))
+        (DURABLE_CPU if durable else RAW_CPU).update(_cpu_per_item(cpu_before, _cpu_seconds(), n))
         return float(r.get(LAST_DONE) or 0) - start
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
+        if db is not None and url is not None:
+            db.dispose()
+            _drop(admin, url)
 
 
 def _database() -> tuple[str, Any]:
@@ -333,6 +359,7 @@ def main() -> None:
     parser.add_argument("--latency-samples", type=int, default=50)
     args = parser.parse_args()
     raw_s = raw_celery(args.runs)
+    durable_s = raw_celery(args.runs, durable=True)
     with tempfile.TemporaryDirectory() as tmp:
         bare = runhq_bench(args.runs, args.latency_samples, Path(tmp), facts=False)
     with tempfile.TemporaryDirectory() as tmp:
@@ -343,12 +370,16 @@ def main() -> None:
                 "runs": args.runs,
                 "concurrency": int(CONCURRENCY),
                 "raw_celery_tasks_per_s": round(args.runs / raw_s, 1),
+                "durable_floor_tasks_per_s": round(args.runs / durable_s, 1),
+                "durable_floor_ratio": round(raw_s / durable_s, 2),
                 "orchestration_runs_per_s": round(args.runs / bare["celery_seconds"], 1),
                 "orchestration_ratio": round(raw_s / bare["celery_seconds"], 2),
+                "orchestration_vs_durable_floor": round(durable_s / bare["celery_seconds"], 2),
                 "with_facts_runs_per_s": round(args.runs / r["celery_seconds"], 1),
                 "with_facts_ratio": round(raw_s / r["celery_seconds"], 2),
                 # Read from /proc during each measure (includes the 100 ms polling loop).
                 "cpu_ms_per_raw_task": RAW_CPU,
+                "cpu_ms_per_durable_floor_task": DURABLE_CPU,
                 "cpu_ms_per_run_orchestration": bare["cpu_ms_per_run"],
                 "cpu_ms_per_run_with_facts": r["cpu_ms_per_run"],
                 "goal": "ratio >= 0.5",

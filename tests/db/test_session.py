@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from runhq.auth import service as auth
+from runhq.db import session as session_module
 from runhq.db.migrate import upgrade
 from runhq.db.session import (
     allow_async_commit,
@@ -23,7 +24,7 @@ from runhq.db.session import (
 )
 from runhq.runs import service as runs
 from runhq.runtime import Runtime
-from tests.conftest import Team
+from tests.conftest import PG_ADMIN_URL, Team, service_unavailable
 
 
 def test_notify_waits_for_the_outer_commit_not_a_savepoint(
@@ -147,5 +148,61 @@ def test_self_contained_writes_commit_each_statement_or_one_transaction(
         with pytest.raises(RuntimeError):
             fail_in_a_transaction()
         assert "third" not in names()
+    finally:
+        engine.dispose()
+
+
+def _pg_engine() -> Engine:
+    try:
+        engine = build_engine(PG_ADMIN_URL, pool_size=1, max_overflow=0)
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except DBAPIError as exc:
+        service_unavailable("PostgreSQL", str(exc))
+    return engine
+
+
+def _backend_pid(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def _terminate(pid: int) -> None:
+    with build_engine(PG_ADMIN_URL).connect() as admin:
+        admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        admin.commit()
+
+
+def test_an_idle_connection_the_server_closed_is_replaced_before_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    engine = _pg_engine()
+    try:
+        dead = _backend_pid(engine)
+        _terminate(dead)
+        monkeypatch.setattr(session_module, "PING_AFTER_IDLE_SECONDS", 0.0)  # idle enough
+        assert _backend_pid(engine) != dead  # pinged, found dead, replaced: no error
+    finally:
+        engine.dispose()
+
+
+def test_a_connection_used_moments_ago_is_not_pinged_and_a_dead_one_fails_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    engine = _pg_engine()
+    pings: list[object] = []
+    ping = engine.dialect.do_ping
+    monkeypatch.setattr(engine.dialect, "do_ping", lambda conn: pings.append(conn) or ping(conn))
+    try:
+        dead = _backend_pid(engine)
+        _backend_pid(engine)
+        assert pings == []  # no round trip before a statement on a hot connection
+        _terminate(dead)
+        # Within the idle window the dead connection is handed out: its statement fails and
+        # invalidates the pool (optimistic handling); the next use gets a fresh connection.
+        with pytest.raises(DBAPIError) as failed:
+            _backend_pid(engine)
+        assert failed.value.connection_invalidated
+        assert _backend_pid(engine) != dead
     finally:
         engine.dispose()
