@@ -7,6 +7,11 @@ times N floor pairs (insert a small row, then update it, each committed) the sam
 SQLAlchemy and no runhq code is timed: the ratio is what the database alone makes of a run's
 writes (pages dirtied per commit, index maintenance, JSON payloads).
 
+Then the same replay through runhq's SQLAlchemy engine (``exec_driver_sql``, the captured SQL
+as is), beside bench.engine_overhead's floor on that engine: what the run's SQL costs with the
+goal's data-access stack, before any runhq code (building rows, prompts, log lines, the ORM
+session of the request that creates the run).
+
     .venv/bin/python -m bench.sqlite_replay [--runs 500]
 """
 
@@ -22,9 +27,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 
-from bench.engine_overhead import _database, _engine_runs
+from bench.engine_overhead import _database, _engine_runs, _floor_table
+from bench.engine_overhead import _floor as _floor_pairs
 from runhq.db.migrate import upgrade
 from runhq.db.session import build_engine
 
@@ -76,6 +82,44 @@ def _replay(con: sqlite3.Connection, statements: list[Statement | None], n: int)
     return time.perf_counter() - start
 
 
+def _replay_through_engine(db: Engine, statements: list[Statement | None], n: int) -> float:
+    """The same replay through runhq's SQLAlchemy engine (pool, ``BEGIN IMMEDIATE`` hook,
+    ``exec_driver_sql``): what the run's SQL costs with the same data-access stack as the
+    goal's floor, still without any runhq code."""
+    keep = {p for s in statements if s and "FROM budgets" in s[0] for p in s[1]}
+    # The captured list starts inside the creation's transaction; BEGIN IMMEDIATE is sent by
+    # the engine's begin hook, so the captured one is skipped.
+    body = [s for s in statements if s is None or not s[0].startswith("BEGIN")]
+    start = time.perf_counter()
+    for _ in range(n):
+        fresh: dict[str, str] = {}
+
+        def swap(value: Any, fresh: dict[str, str] = fresh) -> Any:
+            if isinstance(value, str) and _HEX_ID.match(value) and value not in keep:
+                return fresh.setdefault(value, uuid.uuid4().hex)
+            return value
+
+        conn = db.connect()
+        try:
+            trans = conn.begin()
+            for item in body:
+                if item is None:
+                    trans.commit()
+                    trans = conn.begin()
+                else:
+                    conn.exec_driver_sql(item[0], tuple(swap(v) for v in item[1]))
+            trans.rollback()  # the empty transaction after the last commit
+        finally:
+            conn.close()
+    return time.perf_counter() - start
+
+
+def _engine_floor(db: Engine, n: int) -> float:
+    """bench.engine_overhead's floor: bare insert and update pairs through the engine."""
+    table = _floor_table(db, "engine_floor")
+    return _floor_pairs(db, table, n)
+
+
 def _floor(con: sqlite3.Connection, n: int) -> float:
     con.execute("CREATE TABLE bare_floor (id CHAR(32) PRIMARY KEY, status VARCHAR(20), n INT)")
     start = time.perf_counter()
@@ -103,6 +147,12 @@ def main() -> None:
         floor_s = _floor(con, args.runs)
         run_s = _replay(con, statements, args.runs)
         con.close()
+        db = build_engine(f"sqlite:///{path}")
+        try:
+            engine_floor_s = _engine_floor(db, args.runs)
+            engine_run_s = _replay_through_engine(db, statements, args.runs)
+        finally:
+            db.dispose()
     print(
         json.dumps(
             {
@@ -114,6 +164,9 @@ def main() -> None:
                 "bare_floor_pair_us": round(floor_s / args.runs * 1e6, 1),
                 "bare_run_us": round(run_s / args.runs * 1e6, 1),
                 "ratio": round(run_s / floor_s, 2),
+                "engine_floor_pair_us": round(engine_floor_s / args.runs * 1e6, 1),
+                "engine_replayed_run_us": round(engine_run_s / args.runs * 1e6, 1),
+                "engine_replay_ratio": round(engine_run_s / engine_floor_s, 2),
             }
         )
     )
