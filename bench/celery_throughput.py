@@ -105,6 +105,9 @@ def _cpu_per_item(before: dict[str, float], after: dict[str, float], n: int) -> 
     return per
 
 
+_WARM_UP = 10  # tasks or runs before each measure
+
+
 def _wait_procs_ready(seconds: float = 4.0) -> None:
     time.sleep(seconds)  # worker boot; excluded from the timings
 
@@ -155,18 +158,29 @@ def raw_celery(n: int, *, durable: bool = False) -> float:
         from bench.celery_noop import COUNTER, DURABLE, LAST_DONE, noop
         from bench.celery_noop import durable as durable_task
 
+        def send(count: int) -> None:
+            for _ in range(count):
+                if autocommit is None:
+                    noop.delay()
+                    continue
+                row_id = uuid.uuid4()
+                with autocommit.connect() as conn:
+                    conn.execute(DURABLE.insert().values(id=row_id, status="queued"))
+                durable_task.delay(str(row_id))
+
+        def wait_for(count: int) -> None:
+            while int(r.get(COUNTER) or 0) < count:
+                time.sleep(_POLL_SECONDS)
+
+        # Warm-up, as runhq's side: each worker process's first tasks (imports, the
+        # database engine built after the fork) are not what is measured.
+        send(_WARM_UP)
+        wait_for(_WARM_UP)
+        time.sleep(2)
         cpu_before = _cpu_seconds()
         start = time.time()
-        for _ in range(n):
-            if autocommit is None:
-                noop.delay()
-                continue
-            row_id = uuid.uuid4()
-            with autocommit.connect() as conn:
-                conn.execute(DURABLE.insert().values(id=row_id, status="queued"))
-            durable_task.delay(str(row_id))
-        while int(r.get(COUNTER) or 0) < n:
-            time.sleep(_POLL_SECONDS)
+        send(n)
+        wait_for(_WARM_UP + n)
         (DURABLE_CPU if durable else RAW_CPU).update(_cpu_per_item(cpu_before, _cpu_seconds(), n))
         return float(r.get(LAST_DONE) or 0) - start
     finally:
@@ -306,7 +320,7 @@ def runhq_bench(n: int, samples: int, tmp: Path, *, facts: bool) -> dict[str, An
     result: dict[str, Any] = {}
     try:
         _wait_procs_ready()
-        _ = _create(sessions, actor, 10, executor.notify)  # warm-up
+        _ = _create(sessions, actor, _WARM_UP, executor.notify)  # warm-up
         time.sleep(2)
         cpu_before = _cpu_seconds()
         start = datetime.now(UTC)

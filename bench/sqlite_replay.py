@@ -86,7 +86,10 @@ def _replay_through_engine(db: Engine, statements: list[Statement | None], n: in
     """The same replay through runhq's SQLAlchemy engine (pool, ``BEGIN IMMEDIATE`` hook,
     ``exec_driver_sql``): what the run's SQL costs with the same data-access stack as the
     goal's floor, still without any runhq code."""
-    keep = {p for s in statements if s and "FROM budgets" in s[0] for p in s[1]}
+    # Foreign keys are enforced on this engine: the workspace and the requesting user stay.
+    with db.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT id FROM workspaces UNION SELECT id FROM users")
+        keep = {row[0] for row in rows}
     # The captured list starts inside the creation's transaction; BEGIN IMMEDIATE is sent by
     # the engine's begin hook, so the captured one is skipped.
     body = [s for s in statements if s is None or not s[0].startswith("BEGIN")]
