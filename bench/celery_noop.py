@@ -2,7 +2,8 @@
 runhq's: a bare Celery app whose ``noop`` task does nothing but count itself, and whose
 ``durable`` task does the least a run persisted in a database must: claim its row (a
 compare-and-set ``queued → running``) and record its outcome, each committed, with bare
-statements in autocommit (the creating side inserts the row, committed, before publishing)."""
+statements in autocommit (the creating side inserts the row, committed, before publishing);
+``durable_psycopg`` does the same on a bare psycopg connection, without SQLAlchemy."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ _MOVE = (
 
 class _Db:
     engine: Engine | None = None
+    driver: Any = None  # a bare psycopg connection, for ``durable_psycopg``
 
 
 def _engine() -> Engine:
@@ -69,6 +71,28 @@ def _count() -> None:
 
 @app.task(name="bench.noop")  # type: ignore[untyped-decorator]
 def noop() -> None:
+    _count()
+
+
+def _driver() -> Any:
+    if _Db.driver is None:
+        import psycopg
+        from sqlalchemy.engine import make_url
+
+        url = make_url(os.environ["BENCH_DATABASE_URL"]).set(drivername="postgresql")
+        _Db.driver = psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
+    return _Db.driver
+
+
+@app.task(name="bench.durable_psycopg")  # type: ignore[untyped-decorator]
+def durable_psycopg(row_id: str) -> Any:
+    """``durable`` without SQLAlchemy: the same two statements on a bare psycopg connection."""
+    conn = _driver()
+    for current, target in (("queued", "running"), ("running", "completed")):
+        conn.execute(
+            "UPDATE bench_durable SET status = %s WHERE id = %s AND status = %s",
+            (target, row_id, current),
+        )
     _count()
 
 

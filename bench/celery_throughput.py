@@ -56,6 +56,7 @@ BIN = Path(sys.executable).parent
 CONCURRENCY = os.environ.get("BENCH_CONCURRENCY", "2")
 RAW_CPU: dict[str, float] = {}  # CPU ms per raw no-op task, by kind of process
 DURABLE_CPU: dict[str, float] = {}  # CPU ms per durable baseline task
+DURABLE_PSYCOPG_CPU: dict[str, float] = {}  # the same, without SQLAlchemy
 
 
 # Completion is read from when the last task or run finished (a timestamp each side records),
@@ -112,18 +113,19 @@ def _wait_procs_ready(seconds: float = 4.0) -> None:
     time.sleep(seconds)  # worker boot; excluded from the timings
 
 
-def raw_celery(n: int, *, durable: bool = False) -> float:
+def raw_celery(n: int, *, durable: str | None = None) -> float:
     """Seconds for n tasks of the bare app (bench.celery_noop): no-ops, or with ``durable``
-    the least a database-backed run needs (the row inserted in its own transaction before
-    its task is published; the task claims it and records its outcome, each committed on its
-    own, in autocommit: the cheapest form of each)."""
+    the least a database-backed run needs (the row inserted, committed, before its task is
+    published; the task claims it and records its outcome, each committed on its own, in
+    autocommit: the cheapest form of each), through SQLAlchemy (``"sqlalchemy"``) or a bare
+    psycopg connection (``"psycopg"``)."""
     r = redis.Redis.from_url(BROKER)
     r.flushdb()
     env = {**os.environ, "BENCH_BROKER_URL": BROKER}
     db: Engine | None = None
     autocommit: Engine | None = None
     url = admin = None
-    if durable:
+    if durable is not None:
         url, admin = _database()
         env["BENCH_DATABASE_URL"] = url
         db = build_engine(url)
@@ -155,8 +157,10 @@ def raw_celery(n: int, *, durable: bool = False) -> float:
     )
     try:
         _wait_procs_ready()
-        from bench.celery_noop import COUNTER, DURABLE, LAST_DONE, noop
+        from bench.celery_noop import COUNTER, DURABLE, LAST_DONE, durable_psycopg, noop
         from bench.celery_noop import durable as durable_task
+
+        task = durable_psycopg if durable == "psycopg" else durable_task
 
         def send(count: int) -> None:
             for _ in range(count):
@@ -166,7 +170,7 @@ def raw_celery(n: int, *, durable: bool = False) -> float:
                 row_id = uuid.uuid4()
                 with autocommit.connect() as conn:
                     conn.execute(DURABLE.insert().values(id=row_id, status="queued"))
-                durable_task.delay(str(row_id))
+                task.delay(str(row_id))
 
         def wait_for(count: int) -> None:
             while int(r.get(COUNTER) or 0) < count:
@@ -181,7 +185,8 @@ def raw_celery(n: int, *, durable: bool = False) -> float:
         start = time.time()
         send(n)
         wait_for(_WARM_UP + n)
-        (DURABLE_CPU if durable else RAW_CPU).update(_cpu_per_item(cpu_before, _cpu_seconds(), n))
+        cpu = {None: RAW_CPU, "sqlalchemy": DURABLE_CPU, "psycopg": DURABLE_PSYCOPG_CPU}
+        cpu[durable].update(_cpu_per_item(cpu_before, _cpu_seconds(), n))
         return float(r.get(LAST_DONE) or 0) - start
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -373,7 +378,8 @@ def main() -> None:
     parser.add_argument("--latency-samples", type=int, default=50)
     args = parser.parse_args()
     raw_s = raw_celery(args.runs)
-    durable_s = raw_celery(args.runs, durable=True)
+    durable_s = raw_celery(args.runs, durable="sqlalchemy")
+    psycopg_s = raw_celery(args.runs, durable="psycopg")
     with tempfile.TemporaryDirectory() as tmp:
         bare = runhq_bench(args.runs, args.latency_samples, Path(tmp), facts=False)
     with tempfile.TemporaryDirectory() as tmp:
@@ -386,6 +392,8 @@ def main() -> None:
                 "raw_celery_tasks_per_s": round(args.runs / raw_s, 1),
                 "durable_floor_tasks_per_s": round(args.runs / durable_s, 1),
                 "durable_floor_ratio": round(raw_s / durable_s, 2),
+                "durable_psycopg_tasks_per_s": round(args.runs / psycopg_s, 1),
+                "durable_psycopg_ratio": round(raw_s / psycopg_s, 2),
                 "orchestration_runs_per_s": round(args.runs / bare["celery_seconds"], 1),
                 "orchestration_ratio": round(raw_s / bare["celery_seconds"], 2),
                 "orchestration_vs_durable_floor": round(durable_s / bare["celery_seconds"], 2),
@@ -394,6 +402,7 @@ def main() -> None:
                 # Read from /proc during each measure (includes the 100 ms polling loop).
                 "cpu_ms_per_raw_task": RAW_CPU,
                 "cpu_ms_per_durable_floor_task": DURABLE_CPU,
+                "cpu_ms_per_durable_psycopg_task": DURABLE_PSYCOPG_CPU,
                 "cpu_ms_per_run_orchestration": bare["cpu_ms_per_run"],
                 "cpu_ms_per_run_with_facts": r["cpu_ms_per_run"],
                 "goal": "ratio >= 0.5",
