@@ -342,8 +342,9 @@ class FactView:
     data: str | None  # pretty JSON, None when empty
 
 
-def _facts(run: Run) -> list[FactView]:
-    """The facts gathered for ``run``, whatever shape an older run stored."""
+def _facts(run: Run, tr: Translator) -> list[FactView]:
+    """The facts gathered for ``run``, whatever shape an older run stored; the title of a
+    known source in the visitor's language (the stored one is the model's, in English)."""
     context = run.context if isinstance(run.context, dict) else {}
     facts = context.get("facts")
     if not isinstance(facts, dict):
@@ -356,7 +357,11 @@ def _facts(run: Run) -> list[FactView]:
         views.append(
             FactView(
                 key=str(key),
-                title=str(fact.get("title") or key),
+                title=(
+                    tr.t(f"run.facts.source.{key}")
+                    if tr.has(f"run.facts.source.{key}")
+                    else str(fact.get("title") or key)
+                ),
                 status=str(fact.get("status") or "ok"),
                 summary=str(fact.get("summary") or ""),
                 reason=str(fact["reason"]) if fact.get("reason") else None,
@@ -416,7 +421,7 @@ def _detail_context(page: Page, run: Run) -> dict[str, Any]:
         "logs": list(reversed(lines)),
         "more_logs": more is not None,
         "log_limit": LOG_LIMIT,
-        "facts": _facts(run),
+        "facts": _facts(run, page.tr),
         "report": _report(run),
         "params": _pretty(run.params),
         "plan": _pretty(run.plan),

@@ -30,6 +30,7 @@ class RunTypeOut(BaseModel):
     label: Localized
     description: Localized
     steps: list[str]
+    steps_fr: list[str]
     context: list[str]
     output_sections: list[str]
     params_schema: dict[str, Any]
@@ -51,6 +52,7 @@ def to_out(registry: Registry, spec: RunTypeSpec) -> RunTypeOut:
                 "label",
                 "description",
                 "steps",
+                "steps_fr",
                 "context",
                 "output_sections",
             }

@@ -87,7 +87,9 @@ class RunTypeSpec(BaseModel):
     label: Localized
     description: Localized
     task_prompt: str = Field(min_length=80)
+    # English (the model's prompt and the API) and French (the dashboard), item for item.
     steps: list[str] = Field(min_length=2)
+    steps_fr: list[str] = Field(min_length=2)
     context: list[str] = Field(min_length=1)
     output_sections: list[str] = Field(min_length=2)
     params: dict[str, ParamSpec] = Field(default_factory=dict)
@@ -102,6 +104,26 @@ class RunTypeSpec(BaseModel):
         if len(set(value)) != len(value):
             raise ValueError("context providers are listed twice")
         return value
+
+    @field_validator("steps", "steps_fr")
+    @classmethod
+    def _named_steps(cls, value: list[str]) -> list[str]:
+        if any(not step.strip() for step in value):
+            raise ValueError("a step has no name")
+        return value
+
+    @model_validator(mode="after")
+    def _check_steps_fr(self) -> RunTypeSpec:
+        if len(self.steps_fr) != len(self.steps):
+            raise ValueError(
+                f"steps_fr has {len(self.steps_fr)} steps, steps has {len(self.steps)}: "
+                "one French name per step, in the same order"
+            )
+        return self
+
+    def steps_in(self, lang: str) -> list[str]:
+        """The steps in the dashboard's language."""
+        return self.steps if lang == "en" else self.steps_fr
 
     @model_validator(mode="after")
     def _check_approval(self) -> RunTypeSpec:

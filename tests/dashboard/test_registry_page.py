@@ -11,6 +11,7 @@ import uuid
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from markupsafe import escape
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -78,6 +79,21 @@ def test_the_29_run_types_in_both_languages(
     assert "Daily executive brief" in rows["DAILY_EXECUTIVE_BRIEF"]
     assert "€0.10" in rows["DAILY_EXECUTIVE_BRIEF"]
     assert "Critical" in rows["DEPLOY_TO_PRODUCTION"]
+
+
+def test_a_run_type_page_lists_its_steps_in_the_visitor_language(
+    client: TestClient, runtime: Runtime, team: Team
+) -> None:
+    log_in(client, team.emails[Role.viewer])
+    spec = runtime.registry.get("RELEASE_GATE_CHECK")
+    page = _registry(client, "/registry/RELEASE_GATE_CHECK")
+    for french, english in zip(spec.steps_fr, spec.steps, strict=True):
+        assert f"<li>{escape(french)}</li>" in page
+        assert f"<li>{escape(english)}</li>" not in page
+    client.cookies.set("runhq_lang", "en")
+    page = _registry(client, "/registry/RELEASE_GATE_CHECK")
+    for step in spec.steps:
+        assert f"<li>{escape(step)}</li>" in page
 
 
 def test_each_kind_of_run_type_gets_its_control(

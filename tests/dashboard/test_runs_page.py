@@ -12,11 +12,13 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
+from markupsafe import escape
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from runhq import clock
 from runhq.auth.models import Role
+from runhq.dashboard.i18n import Translator
 from runhq.runs import service as runs
 from runhq.runs.models import Run, RunStatus
 from runhq.runtime import Runtime
@@ -436,8 +438,8 @@ def test_a_completed_run_page(
     assert 'id="run-status" data-status="completed">Terminé<' in html
     assert "CEO — Directeur général" in html
     spec = runtime.registry.get("DAILY_EXECUTIVE_BRIEF")
-    for step in spec.steps:
-        assert f"<li>{step}</li>" in html
+    for step in spec.steps_fr:  # the steps in the visitor's language
+        assert f"<li>{escape(step)}</li>" in html
     for event in ("run.created", "run.started", "run.completed"):
         assert f'data-log="{event}"' in html
     assert html.index('data-log="run.created"') < html.index('data-log="run.completed"')
@@ -445,9 +447,12 @@ def test_a_completed_run_page(
     assert 'data-cost="actual">0,00\u00a0€<' in html
     assert "offline" in html  # the model used
     assert "gemini-2.5-pro" in html  # the model planned
+    french = Translator("fr")
     for key, fact in run.context["facts"].items():
         assert f'data-fact="{key}"' in html
-        assert fact["title"] in html
+        title = french.t(f"run.facts.source.{key}")  # stored in English, shown in French
+        assert str(escape(title)) in html
+        assert title != fact["title"]
     assert '<pre class="json">' in html
     for section in run.output["sections"]:
         assert f"<summary>{section['title']}</summary>" in html

@@ -110,6 +110,22 @@ def test_broken_registry_names_the_entry_and_field(
     assert str(path) in str(info.value)
 
 
+def test_french_steps_must_match_the_english_ones(tmp_path: Path) -> None:
+    path = _broken(tmp_path, 'steps_fr = ["', 'steps_fr = ["Une étape de trop", "')
+    with pytest.raises(RegistryError) as info:
+        load_registry(path)
+    message = str(info.value)
+    assert "entry DAILY_EXECUTIVE_BRIEF" in message
+    assert "steps_fr has" in message
+    assert "one French name per step" in message
+
+
+def test_every_step_has_a_french_name() -> None:
+    for spec in load_registry(REGISTRY_FILE).run_types.values():
+        assert len(spec.steps_in("fr")) == len(spec.steps_in("en")) == len(spec.steps)
+        assert spec.steps_in("fr") != spec.steps  # translated, not copied
+
+
 def test_unknown_context_provider_is_refused_at_start_up(tmp_path: Path) -> None:
     path = _broken(tmp_path, 'context = ["', 'context = ["crystal_ball", "')
     with pytest.raises(RegistryError, match="crystal_ball"):
