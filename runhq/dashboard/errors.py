@@ -16,6 +16,7 @@ from fastapi.responses import RedirectResponse, Response
 from runhq.dashboard.i18n import Translator, get_lang
 from runhq.dashboard.pages import SECURITY_HEADERS, html_response, render_template
 from runhq.dashboard.session import is_htmx, local_path_of
+from runhq.errors import RunhqError
 from runhq.web.errors import ErrorInfo
 
 TOAST_EVENT = "runhq:toast"
@@ -58,11 +59,30 @@ def describe(tr: Translator, info: ErrorInfo) -> tuple[str, str]:
     return title, message
 
 
+def _listed(value: object) -> object:
+    """A list of plain values as the sentence shows it; anything else as given."""
+    if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
+        return ", ".join(str(v) for v in value)
+    return value
+
+
 def _localised_detail(tr: Translator, info: ErrorInfo) -> str | None:
-    key = f"errors.{info.code}.detail"
-    if not tr.has(key) or not info.details:
+    if not info.details:
         return None
-    values = {k: v for k, v in info.details.items() if isinstance(v, str | int | float)}
+    # A sentence per reason when the error says why (``details.reason``), else one per code.
+    reason = info.details.get("reason")
+    key = f"errors.{info.code}.detail"
+    if isinstance(reason, str) and tr.has(f"{key}_{reason}"):
+        key = f"{key}_{reason}"
+    if not tr.has(key):
+        return None
+    values = {
+        k: v
+        for k, v in ((k, _listed(v)) for k, v in info.details.items())
+        if isinstance(v, str | int | float)
+    }
+    if reason == "type" and tr.has(f"errors.{info.code}.type_{values.get('expected')}"):
+        values["expected"] = tr.t(f"errors.{info.code}.type_{values['expected']}")
     if isinstance(values.get("status"), str) and tr.has(f"status.{values['status']}"):
         values["status"] = tr.t(f"status.{values['status']}")
     for name in ("role", "required_role"):
@@ -87,6 +107,12 @@ def _localised_detail(tr: Translator, info: ErrorInfo) -> str | None:
         return tr.catalog[key].format(**values)
     except (KeyError, IndexError, ValueError):
         return None  # details without what the sentence needs: the service's own words
+
+
+def localised_message(tr: Translator, exc: RunhqError) -> str:
+    """An expected error's message in the visitor's language when its details allow it."""
+    info = ErrorInfo(exc.status, exc.code, exc.message, exc.details)
+    return _localised_detail(tr, info) or exc.message
 
 
 def render_error(request: Request, info: ErrorInfo) -> Response:

@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import FormData
 
+from runhq.dashboard.errors import localised_message
 from runhq.dashboard.pages import SECURITY_HEADERS, Page, PageDep
 from runhq.dashboard.session import check_csrf, is_htmx
 from runhq.errors import DuplicateRun, NotFound, RunhqError
@@ -148,7 +149,7 @@ def _render_type(
             "row": _row(page, spec),
             "spec": spec,
             "values": values or {},
-            "error": error.message if error is not None else None,
+            "error": localised_message(page.tr, error) if error is not None else None,
             "error_field": (error.details.get("field") if error is not None else None),
             "running_id": running_id,
         },

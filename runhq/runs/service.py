@@ -82,22 +82,39 @@ def check_params(registry: Registry, run_type: str, params: dict[str, Any]) -> N
     if not errors:
         return
     err = errors[0]
+    # details: the field (API name), the parameter, and why (``reason``, with what was
+    # ``expected``): enough for a surface to say it in its own language.
     if err.validator == "additionalProperties":
         allowed = sorted(spec.params) or ["(none)"]
         unknown = sorted(set(params) - set(spec.params))
         raise InvalidInput(
             f"params: unknown parameter(s) {', '.join(unknown)} for {run_type}; "
             f"accepted: {', '.join(allowed)}",
-            details={"field": f"params.{unknown[0]}", "accepted": allowed},
+            details={
+                "field": f"params.{unknown[0]}",
+                "param": unknown[0],
+                "reason": "unknown",
+                "accepted": allowed,
+            },
         )
     if err.validator == "required":
         missing = err.message.split("'")[1] if "'" in err.message else "?"
         raise InvalidInput(
             f"params.{missing}: required for {run_type}",
-            details={"field": f"params.{missing}"},
+            details={"field": f"params.{missing}", "param": missing, "reason": "required"},
         )
-    field = "params." + ".".join(str(p) for p in err.path)
-    raise InvalidInput(f"{field}: {err.message}", details={"field": field})
+    path = [str(p) for p in err.path]
+    field = "params." + ".".join(path)
+    details: dict[str, Any] = {"field": field, "param": path[0] if path else "", "reason": ""}
+    if isinstance(err.validator, str) and err.validator in _PARAM_REASONS:
+        details["reason"] = err.validator
+        details["expected"] = err.validator_value
+    raise InvalidInput(f"{field}: {err.message}", details=details)
+
+
+# The JSON Schema keywords a parameter can fail (``ParamSpec.json_schema``), named as such in
+# an InvalidInput's details.reason.
+_PARAM_REASONS = frozenset({"type", "enum", "minimum", "maximum", "maxLength", "maxItems"})
 
 
 def get_run(session: Session, actor: Actor, run_id: uuid.UUID) -> Run:

@@ -128,6 +128,20 @@ def test_static_files_are_served(client: TestClient) -> None:
     ("code", "status", "details", "fr", "en"),
     [
         (
+            "invalid_input",
+            422,
+            {"field": "params.months", "param": "months", "reason": "type", "expected": "integer"},
+            "«\u00a0months\u00a0» doit être un nombre entier.",
+            "“months” must be a whole number.",
+        ),
+        (
+            "invalid_input",
+            422,
+            {"field": "params.x", "param": "x", "reason": "unknown", "accepted": ["a", "b"]},
+            "Paramètre inconnu «\u00a0x\u00a0»\u00a0; paramètres acceptés\u00a0: a, b.",
+            "Unknown parameter “x”; accepted parameters: a, b.",
+        ),
+        (
             "duplicate_run",
             409,
             {"running_run_id": "r-1", "run_type": "SEO_AUDIT", "status": "running"},

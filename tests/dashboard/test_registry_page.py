@@ -202,7 +202,7 @@ def test_a_duplicate_run_is_refused_with_a_link_to_the_active_one(
     assert r.status_code == 409
     assert "Voir le run actif" in r.text
     assert f'href="/runs/{active.id}"' in r.text
-    assert "already queued" in r.text
+    assert "est déjà dans" in r.text  # the service's refusal, in French
     r = _post(client, "SEO_AUDIT", token, htmx=True)
     assert r.status_code == 409
     toast = json.loads(r.headers["HX-Trigger"])["runhq:toast"]
@@ -219,7 +219,7 @@ def test_over_budget_is_refused_with_its_message(
     token = csrf_of(_registry(client))
     r = _post(client, "SEO_AUDIT", token)
     assert r.status_code == 402
-    assert "monthly budget of the workspace exceeded" in r.text
+    assert "Augmentez le budget ou attendez le mois prochain." in r.text
     r = _post(client, "SEO_AUDIT", token, htmx=True)
     assert r.status_code == 402
     toast = json.loads(r.headers["HX-Trigger"])["runhq:toast"]
@@ -238,7 +238,7 @@ def test_required_parameters_have_a_form(client: TestClient, session: Session, t
     # Missing: a 422 with the form again, what was typed kept, the field marked.
     r = _post(client, "PRICING_CHANGE", token, product="Pro plan")
     assert r.status_code == 422
-    assert "required for PRICING_CHANGE" in r.text
+    assert "Le paramètre «\u00a0currency\u00a0» est obligatoire." in r.text  # in French
     assert 'value="Pro plan"' in r.text
     assert 'aria-invalid="true"' in r.text
     # Not a number: named by the service, never a 500.
@@ -246,7 +246,12 @@ def test_required_parameters_have_a_form(client: TestClient, session: Session, t
         client, "PRICING_CHANGE", token, product="Pro", new_amount_cents="abc", currency="eur"
     )
     assert r.status_code == 422
-    assert "params.new_amount_cents" in r.text
+    assert "«\u00a0new_amount_cents\u00a0» doit être un nombre entier." in r.text
+    client.cookies.set("runhq_lang", "en")
+    r = _post(client, "PRICING_CHANGE", token, product="Pro", new_amount_cents="-5", currency="eur")
+    assert r.status_code == 422
+    assert "“new_amount_cents” must be at least" in r.text
+    client.cookies.delete("runhq_lang")
     r = _post(client, "PRICING_CHANGE", token, htmx=True, product="Pro")
     assert r.status_code == 422
     assert "runhq:toast" in r.headers["HX-Trigger"]

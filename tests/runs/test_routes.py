@@ -100,15 +100,24 @@ def test_malformed_params_is_422_naming_the_field_and_writes_nothing(
         headers=h,
     )
     assert r.status_code == 422
-    assert r.json()["error"]["details"]["field"] == "params.horizon_months"
+    details = r.json()["error"]["details"]
+    assert details["field"] == "params.horizon_months"
+    # Why, in words a client can translate: the JSON Schema keyword and what it expected.
+    assert details["param"] == "horizon_months"
+    assert (details["reason"], details["expected"]) == ("type", "integer")
     r = client.post(
         "/api/v1/runs", json={"run_type": "REVENUE_FORECAST", "params": {"bogus": 1}}, headers=h
     )
     assert r.status_code == 422
-    assert r.json()["error"]["details"]["field"] == "params.bogus"
+    details = r.json()["error"]["details"]
+    assert details["field"] == "params.bogus"
+    assert details["reason"] == "unknown"
+    assert "horizon_months" in details["accepted"]
     r = client.post("/api/v1/runs", json={"run_type": "PRICING_CHANGE", "params": {}}, headers=h)
     assert r.status_code == 422
-    assert r.json()["error"]["details"]["field"].startswith("params.")
+    details = r.json()["error"]["details"]
+    assert details["field"].startswith("params.")
+    assert details["reason"] == "required"
     r = client.post(
         "/api/v1/runs", json={"run_type": "DAILY_EXECUTIVE_BRIEF", "params": [1]}, headers=h
     )
