@@ -24,6 +24,7 @@ import sqlite3
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,18 +62,25 @@ def _capture(tmp: Path) -> tuple[Path, list[Statement | None]]:
     return Path(url.removeprefix("sqlite:///")), captured[first:]
 
 
+def _fresh_ids(keep: set[str]) -> Callable[[Any], Any]:
+    """For one replayed run: each captured id, except those in ``keep``, becomes a new one
+    (the same new one wherever it recurs)."""
+    fresh: dict[str, str] = {}
+
+    def swap(value: Any) -> Any:
+        if isinstance(value, str) and _HEX_ID.match(value) and value not in keep:
+            return fresh.setdefault(value, uuid.uuid4().hex)
+        return value
+
+    return swap
+
+
 def _replay(con: sqlite3.Connection, statements: list[Statement | None], n: int) -> float:
     # The workspace and user ids stay; every other id (run, log lines, claim token) is new.
     keep = {p for s in statements if s and "FROM budgets" in s[0] for p in s[1]}
     start = time.perf_counter()
     for _ in range(n):
-        fresh: dict[str, str] = {}
-
-        def swap(value: Any, fresh: dict[str, str] = fresh) -> Any:
-            if isinstance(value, str) and _HEX_ID.match(value) and value not in keep:
-                return fresh.setdefault(value, uuid.uuid4().hex)
-            return value
-
+        swap = _fresh_ids(keep)
         con.execute("BEGIN IMMEDIATE")  # the captured list starts inside the creation's
         for item in statements:
             if item is None:
@@ -95,13 +103,7 @@ def _replay_through_engine(db: Engine, statements: list[Statement | None], n: in
     body = [s for s in statements if s is None or not s[0].startswith("BEGIN")]
     start = time.perf_counter()
     for _ in range(n):
-        fresh: dict[str, str] = {}
-
-        def swap(value: Any, fresh: dict[str, str] = fresh) -> Any:
-            if isinstance(value, str) and _HEX_ID.match(value) and value not in keep:
-                return fresh.setdefault(value, uuid.uuid4().hex)
-            return value
-
+        swap = _fresh_ids(keep)
         conn = db.connect()
         try:
             trans = conn.begin()

@@ -17,16 +17,7 @@ from runhq.runs.models import Run, RunStatus
 from runhq.runs.state import StaleTransition, transition
 from runhq.runtime import Runtime
 from tests.conftest import counted_statements, make_runtime, make_settings, make_team
-
-
-def _log_lines(session: Session, run: Run) -> list[str]:
-    return list(
-        session.scalars(
-            select(StructuredLog.message)
-            .where(StructuredLog.run_id == run.id)
-            .order_by(StructuredLog.created_at)
-        )
-    )
+from tests.runs.test_engine import _messages
 
 
 def test_a_lost_compare_and_set_writes_neither_the_change_nor_its_log_line(
@@ -34,7 +25,7 @@ def test_a_lost_compare_and_set_writes_neither_the_change_nor_its_log_line(
 ) -> None:
     team = make_team(session)
     run, _ = runs.create_run(session, team.operator, runtime.registry, run_type="SEO_AUDIT")
-    before = _log_lines(session, run)
+    before = _messages(session, run)
     # Another process cancels the run behind this copy's back.
     session.execute(
         update(Run).where(Run.id == run.id).values(status=RunStatus.cancelled.value),
@@ -42,7 +33,7 @@ def test_a_lost_compare_and_set_writes_neither_the_change_nor_its_log_line(
     )
     with pytest.raises(StaleTransition):
         transition(session, run, RunStatus.running)
-    assert _log_lines(session, run) == before == ["run.created"]
+    assert _messages(session, run) == before == ["run.created"]
     assert session.scalar(select(Run.status).where(Run.id == run.id)) == "cancelled"
 
 
@@ -86,7 +77,7 @@ def test_each_step_of_a_run_writes_its_change_and_log_line_in_one_statement_on_p
             assert len(writes) == 6
             assert sum("INSERT INTO structured_logs" in s for s in writes) == 3
         with sessions() as session:
-            assert _log_lines(session, run) == ["run.created", "run.started", "run.completed"]
+            assert _messages(session, run) == ["run.created", "run.started", "run.completed"]
             assert session.scalar(text("SELECT count(*) FROM runs")) == 1
     finally:
         engine.dispose()
