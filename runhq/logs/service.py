@@ -96,24 +96,12 @@ def create_log_row(session: Session | Connection, row: dict[str, Any]) -> uuid.U
 LOG_PARAM_PREFIX = "log_"
 
 
-_LOG_COLUMNS = (
-    "id",
-    "workspace_id",
-    "level",
-    "source",
-    "message",
-    "metadata",
-    "run_id",
-    "created_at",
-)
-
-
 def insert_log_after(change: CTE) -> Insert:
     """``INSERT INTO structured_logs … SELECT <log line> FROM change``: the log line of a
     data-modifying CTE (PostgreSQL) in the same statement, written only if the CTE returned a
     row. Its parameters are ``build_log_row``'s, prefixed with ``LOG_PARAM_PREFIX``; its
     rowcount says whether the change happened."""
-    columns = [_TABLE.c[name] for name in _LOG_COLUMNS]
+    columns = list(_TABLE.c)  # every column is one of build_log_row's
     values = select(
         *(bindparam(LOG_PARAM_PREFIX + c.name, type_=c.type) for c in columns)
     ).select_from(change)

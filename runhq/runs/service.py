@@ -74,6 +74,11 @@ def _validator(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
     return cached[1]
 
 
+# The JSON Schema keywords a parameter can fail (``ParamSpec.json_schema``), named as such in
+# an InvalidInput's details.reason.
+_PARAM_REASONS = frozenset({"type", "enum", "minimum", "maximum", "maxLength", "maxItems"})
+
+
 def check_params(registry: Registry, run_type: str, params: dict[str, Any]) -> None:
     """422 naming the first parameter at fault."""
     spec = registry.get(run_type)
@@ -105,16 +110,11 @@ def check_params(registry: Registry, run_type: str, params: dict[str, Any]) -> N
         )
     path = [str(p) for p in err.path]
     field = "params." + ".".join(path)
-    details: dict[str, Any] = {"field": field, "param": path[0] if path else "", "reason": ""}
+    details: dict[str, Any] = {"field": field, "param": path[0] if path else ""}
     if isinstance(err.validator, str) and err.validator in _PARAM_REASONS:
         details["reason"] = err.validator
         details["expected"] = err.validator_value
     raise InvalidInput(f"{field}: {err.message}", details=details)
-
-
-# The JSON Schema keywords a parameter can fail (``ParamSpec.json_schema``), named as such in
-# an InvalidInput's details.reason.
-_PARAM_REASONS = frozenset({"type", "enum", "minimum", "maximum", "maxLength", "maxItems"})
 
 
 def get_run(session: Session, actor: Actor, run_id: uuid.UUID) -> Run:
