@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import jsonschema
@@ -79,8 +81,13 @@ def _parse(text: str, validator: jsonschema.Draft202012Validator, what: str) -> 
     return value
 
 
-def format_instructions(sections: list[str], *, gate: bool = False) -> str:
+def format_instructions(sections: Sequence[str], *, gate: bool = False) -> str:
     """The output contract appended to every system prompt."""
+    return _instructions(tuple(sections), gate)
+
+
+@lru_cache(maxsize=256)  # one per run type: built for every run, the same each time
+def _instructions(sections: tuple[str, ...], gate: bool) -> str:
     schema = GATE_REPORT_SCHEMA if gate else REPORT_SCHEMA
     text = (
         "Answer with ONE JSON object and nothing else, matching this JSON Schema:\n"

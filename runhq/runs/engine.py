@@ -116,6 +116,9 @@ class Engine:
         # Bound to one connection (tests run each in a transaction they roll back): read
         # through it too, so the facts see what the test wrote.
         self.readers = make_reader_factory(bind) if isinstance(bind, DbEngine) else session_factory
+        reader_bind = self.readers.kw.get("bind")
+        assert isinstance(reader_bind, DbEngine | Connection)  # noqa: S101 - a bound factory
+        self._reader_bind: DbEngine | Connection = reader_bind
         self.settings = settings
         self.registry = registry
         self.gateway = gateway or Gateway(settings)
@@ -132,13 +135,13 @@ class Engine:
         # write lock included) while providers query the history or wait on another service.
         failure: Exception | None = None
         prepared: _Prepared | None = None
-        with self.readers() as reader:
-            run = get_run_record(reader.connection(), run_id)
+        with self._reading() as conn:
+            run = get_run_record(conn, run_id)
             if run is None or run.status != RunStatus.queued.value:
                 return None  # another worker has it, or it was cancelled/approved away
             if run.phase != "act":
                 try:
-                    prepared = self._prepare(reader, run, began)
+                    prepared = self._prepare(conn, run, began)
                 except Exception as exc:  # failed once claimed: never left queued to loop
                     logger.exception("run %s: preparing its prompt failed", run_id)
                     failure = exc
@@ -197,6 +200,23 @@ class Engine:
                 log_metadata={"plan_hash": values["plan_hash"]},
             )
         return self._finish(run, RunStatus.completed, started, values=values)
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        """Where the worker reads before its claim: a Core connection whose statements each
+        commit on their own (``make_reader_factory``), so no lock or snapshot is held while
+        the providers query the history or wait on another service."""
+        if isinstance(self._reader_bind, DbEngine):
+            with self._reader_bind.connect() as conn:
+                yield conn
+        else:  # bound to one connection in a transaction the test rolls back
+            yield self._reader_bind
+
+    def _reader_session(self, conn: Connection) -> Session:
+        """The context providers query through the ORM: a session on the reading connection."""
+        if isinstance(self._reader_bind, DbEngine):
+            return Session(bind=conn, autoflush=False, expire_on_commit=False)
+        return self.sessions()  # bound to the test's connection, as ``conn`` is
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -281,21 +301,22 @@ class Engine:
             session=session,
         )
 
-    def _prepare(self, reader: Session, run: RunRecord, now: datetime) -> _Prepared:
-        """The facts (read through ``reader``, each query on its own) and the prompt."""
+    def _prepare(self, conn: Connection, run: RunRecord, now: datetime) -> _Prepared:
+        """The facts (read through ``conn``, each query on its own) and the prompt."""
         spec = self.registry.get(run.run_type)
-        req = ContextRequest(
-            session=reader,
-            settings=self.settings,
-            workspace_id=run.workspace_id,
-            run_id=run.id,
-            run_type=run.run_type,
-            platform_key=run.platform_key,
-            params=run.params,
-            topic=_topic(spec, run.params, run.platform_key),
-            now=now,
-        )
-        context = gather_context(req, spec.context)
+        with self._reader_session(conn) as session:
+            req = ContextRequest(
+                session=session,
+                settings=self.settings,
+                workspace_id=run.workspace_id,
+                run_id=run.id,
+                run_type=run.run_type,
+                platform_key=run.platform_key,
+                params=run.params,
+                topic=_topic(spec, run.params, run.platform_key),
+                now=now,
+            )
+            context = gather_context(req, spec.context)
         persona = self.registry.agents[spec.agent].persona
         messages = build_messages(spec, persona, context)
         prompt = {"messages": messages, "model": spec.model, "fallback_model": spec.fallback_model}

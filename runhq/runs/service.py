@@ -38,6 +38,7 @@ from runhq.auth.schemas import Actor
 from runhq.auth.service import require_role
 from runhq.costs import service as costs
 from runhq.db.base import new_id
+from runhq.db.compiled import Compiled
 from runhq.db.session import on_commit
 from runhq.errors import (
     DuplicateRun,
@@ -49,6 +50,7 @@ from runhq.errors import (
 from runhq.logs import service as logs
 from runhq.logs.schemas import LogLevel, LogSource
 from runhq.pagination import fetch_page
+from runhq.registry.schemas import RunTypeSpec
 from runhq.registry.service import Registry
 from runhq.runs.models import ACTIVE_STATUSES, Run, RunApproval, RunStatus
 from runhq.runs.state import transition
@@ -61,16 +63,18 @@ def _active_key(run_type: str, platform_key: str | None) -> str:
     return f"{run_type}|{platform_key or ''}"
 
 
-# A validator per parameter schema, built once (keyed by the schema object, which is kept
-# alive here so its id is never reused): building one costs more than validating.
+# A validator per run type's parameters, built once: building one costs more than validating.
+# Keyed by the spec's ``params`` mapping, kept alive here so that its id is never reused
+# (``params_schema`` is a new dict on each call; a copy of a spec with other parameters has
+# another mapping, so it gets its own validator).
 _VALIDATORS: dict[int, tuple[dict[str, Any], jsonschema.Draft202012Validator]] = {}
 
 
-def _validator(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
-    cached = _VALIDATORS.get(id(schema))
-    if cached is None or cached[0] is not schema:
-        cached = (schema, jsonschema.Draft202012Validator(schema))
-        _VALIDATORS[id(schema)] = cached
+def _validator(spec: RunTypeSpec) -> jsonschema.Draft202012Validator:
+    cached = _VALIDATORS.get(id(spec.params))
+    if cached is None or cached[0] is not spec.params:
+        cached = (spec.params, jsonschema.Draft202012Validator(spec.params_schema))
+        _VALIDATORS[id(spec.params)] = cached
     return cached[1]
 
 
@@ -82,7 +86,7 @@ _PARAM_REASONS = frozenset({"type", "enum", "minimum", "maximum", "maxLength", "
 def check_params(registry: Registry, run_type: str, params: dict[str, Any]) -> None:
     """422 naming the first parameter at fault."""
     spec = registry.get(run_type)
-    validator = _validator(spec.params_schema)
+    validator = _validator(spec)
     errors = sorted(validator.iter_errors(params), key=lambda e: list(e.path))
     if not errors:
         return
@@ -222,6 +226,8 @@ _INSERT_RUN, _RUN_DEFAULTS = _build_insert()
 # On PostgreSQL the run and its run.created line are one statement (ADR 0014): the log line
 # is inserted only if the run was.
 _INSERT_RUN_LOGGED = logs.insert_log_after(_INSERT_RUN.cte("created"))
+# On SQLite, sent on the DBAPI cursor (``runhq.db.compiled``), its log line after it.
+_INSERT_RUN_COMPILED = Compiled(_INSERT_RUN)
 
 
 def _insert_run(session: Session, values: dict[str, Any], log_row: dict[str, Any]) -> Run | None:
@@ -245,7 +251,7 @@ def _insert_run(session: Session, values: dict[str, Any], log_row: dict[str, Any
         logged = conn.execute(_INSERT_RUN_LOGGED, {**params, **logs.log_params(log_row)})
         if logged.rowcount != 1:
             return None
-    elif conn.execute(_INSERT_RUN, params).first() is None:
+    elif _INSERT_RUN_COMPILED.first(conn, params) is None:
         return None
     else:
         logs.create_log_row(conn, log_row)

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from runhq import clock
+from runhq.db.compiled import Compiled
 from runhq.errors import InvalidTransition
 from runhq.logs import service as logs
 from runhq.logs.schemas import LogLevel, LogSource
@@ -110,6 +111,8 @@ def _apply(run: AnyRun, changes: Mapping[str, Any]) -> None:
 # building one per call costs more than the database round trip on SQLite.
 _RUNS = cast(Table, Run.__table__)
 _UPDATES: dict[tuple[tuple[str, ...], bool, bool], Update] = {}
+# On SQLite the same statements are sent on the DBAPI cursor (``runhq.db.compiled``).
+_COMPILED: dict[Update, Compiled] = {}
 
 
 def _update_statement(keys: tuple[str, ...], *, unless_cancel: bool, fenced: bool) -> Update:
@@ -202,9 +205,13 @@ def _change_and_log(
     if _on_postgresql(executor):
         result = executor.execute(_logged(change), {**params, **logs.log_params(log_row)})
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
-    if executor.execute(change, params).rowcount != 1:  # type: ignore[attr-defined]
+    conn = executor if isinstance(executor, Connection) else executor.connection()
+    compiled = _COMPILED.get(change)
+    if compiled is None:
+        compiled = _COMPILED[change] = Compiled(change)
+    if compiled.rowcount(conn, params) != 1:
         return False
-    logs.create_log_row(executor, log_row)
+    logs.create_log_row(conn, log_row)
     return True
 
 
@@ -306,8 +313,14 @@ _READ_RUN = select(*(_RUNS.c[name] for name in RunRecord.__annotations__)).where
 )
 
 
-def get_run_record(conn: Executor, run_id: uuid.UUID) -> RunRecord | None:
+_READ_RUN_COMPILED = Compiled(_READ_RUN)
+
+
+def get_run_record(conn: Connection, run_id: uuid.UUID) -> RunRecord | None:
     """The run's row as a plain record (no ORM load), or None if there is no such run."""
+    if conn.dialect.name == "sqlite":
+        values = _READ_RUN_COMPILED.first(conn, {"run_id": run_id})
+        return None if values is None else RunRecord(values)
     row = conn.execute(_READ_RUN, {"run_id": run_id}).first()
     return None if row is None else RunRecord(row._mapping)
 
