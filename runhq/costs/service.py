@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from runhq import clock
 from runhq.costs.models import GLOBAL_SCOPE, Budget, ModelUsage
 from runhq.costs.schemas import BudgetStatus, CostLine, CostReport
+from runhq.db.compiled import Compiled
 from runhq.errors import BudgetExceeded, InvalidInput
 from runhq.runs.models import ACTIVE_STATUSES, Run, RunStatus
 
@@ -202,8 +203,11 @@ _LIST_BUDGETS = (
 )
 
 
-_BUDGET_LIMITS = select(Budget.scope, Budget.monthly_limit_eur).where(
-    Budget.workspace_id == bindparam("workspace_id")
+# Read before every run is created (on SQLite on the DBAPI cursor, ADR 0015).
+_BUDGET_LIMITS = Compiled(
+    select(Budget.scope, Budget.monthly_limit_eur).where(
+        Budget.workspace_id == bindparam("workspace_id")
+    )
 )
 
 
@@ -285,22 +289,23 @@ def check_budget(
     """Refuse (402) a run whose estimate would take this month past a budget."""
     _, start, end = month_bounds(None, tz)
     # Columns, not Budget objects: read before every run is created, usually to find none.
-    limits = session.connection().execute(_BUDGET_LIMITS, {"workspace_id": workspace_id})
+    limits = _BUDGET_LIMITS.all(session.connection(), {"workspace_id": workspace_id})
     for budget in limits:
-        if budget.scope not in (GLOBAL_SCOPE, agent):
+        scope, limit = budget["scope"], budget["monthly_limit_eur"]
+        if scope not in (GLOBAL_SCOPE, agent):
             continue
         spent, reserved = _spend(
-            session, workspace_id, start, end, None if budget.scope == GLOBAL_SCOPE else agent
+            session, workspace_id, start, end, None if scope == GLOBAL_SCOPE else agent
         )
-        if spent + reserved + estimate > budget.monthly_limit_eur + 1e-9:
-            who = "the workspace" if budget.scope == GLOBAL_SCOPE else f"agent {agent}"
+        if spent + reserved + estimate > limit + 1e-9:
+            who = "the workspace" if scope == GLOBAL_SCOPE else f"agent {agent}"
             raise BudgetExceeded(
                 f"monthly budget of {who} exceeded: €{spent:.2f} spent and €{reserved:.2f} "
-                f"reserved of €{budget.monthly_limit_eur:.2f}; this run is estimated at "
+                f"reserved of €{limit:.2f}; this run is estimated at "
                 f"€{estimate:.2f}. Raise the budget or wait for next month.",
                 details={
-                    "scope": budget.scope,
-                    "monthly_limit_eur": budget.monthly_limit_eur,
+                    "scope": scope,
+                    "monthly_limit_eur": limit,
                     "spent_eur": spent,
                     "reserved_eur": reserved,
                     "estimate_eur": estimate,

@@ -10,30 +10,32 @@ manages (pool, ``BEGIN`` hook, commit, rollback). The engine's ``before_cursor_e
 listeners still see each statement (query counts, echo), and a driver error is raised as the
 ``sqlalchemy.exc`` class SQLAlchemy would raise.
 
-Only for SQLite (see docs/adr/0015-compiled-statements-on-sqlite.md): on PostgreSQL the hot
-path is one statement per step already (ADR 0014), and SQLAlchemy's handling of a dropped
-connection (invalidating the pool) is kept. Statements with expanding (``IN``) or
-literal-execute parameters are refused when compiled.
+Sent this way on SQLite only (docs/adr/0015-compiled-statements-on-sqlite.md); on other
+dialects the same calls go through ``Connection.execute``: on PostgreSQL the hot path is one
+statement per step already (ADR 0014), round trips dominate, and SQLAlchemy's handling of a
+dropped connection (invalidating the pool) is kept. Statements with expanding (``IN``) or
+literal-execute parameters are refused when compiled for the cursor.
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, exc
 from sqlalchemy.engine import Dialect
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 
 Processor = Callable[[Any], Any] | None
+_ROWCOUNT = {"preserve_rowcount": True}
 
 
 class _Form:
     """One statement as compiled for one dialect."""
 
-    __slots__ = ("sql", "names", "binds", "fixed", "columns")
+    __slots__ = ("sql", "plan", "fixed", "columns")
 
     def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
@@ -44,10 +46,13 @@ class _Form:
             raise TypeError("expanding or literal-execute parameters are not supported")
         self.sql: str = compiled.string
         processors = compiled._bind_processors
-        self.names: tuple[str, ...] = tuple(compiled.positiontup)
-        self.binds: tuple[Processor, ...] = tuple(
-            processor if callable(processor) else None
-            for processor in (processors.get(name) for name in self.names)
+        # Each parameter in order: its name, its type's processor, and what that processor
+        # makes of None, computed once (a JSON column's 'null' costs a json.dumps otherwise).
+        self.plan: tuple[tuple[str, Processor, Any], ...] = tuple(
+            (name, bind, bind(None) if bind is not None else None)
+            for name, bind in (
+                (name, _callable(processors.get(name))) for name in compiled.positiontup
+            )
         )
         # Values fixed in the statement itself (``status == 'queued'``): bound as SQLAlchemy
         # would, unless the caller passes that name.
@@ -63,19 +68,25 @@ class _Form:
 
     def parameters(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
         values = {**self.fixed, **params} if self.fixed else params
+        bound = []
         try:
-            return tuple(
-                values[name] if bind is None else bind(values[name])
-                for name, bind in zip(self.names, self.binds, strict=True)
-            )
+            for name, bind, none in self.plan:
+                value = values[name]
+                bound.append(value if bind is None else none if value is None else bind(value))
         except KeyError as missing:
             raise exc.ArgumentError(f"no value for the bound parameter {missing}") from None
+        return tuple(bound)
+
+
+def _callable(processor: Any) -> Processor:
+    return processor if callable(processor) else None
 
 
 class Compiled:
     """A Core statement executed on the DBAPI cursor of a SQLAlchemy ``Connection``."""
 
-    def __init__(self, statement: ClauseElement) -> None:
+    def __init__(self, statement: Executable) -> None:
+        assert isinstance(statement, ClauseElement)  # noqa: S101 - a Core statement
         self.statement = statement
         self._forms: weakref.WeakKeyDictionary[Dialect, _Form] = weakref.WeakKeyDictionary()
 
@@ -85,7 +96,7 @@ class Compiled:
             form = self._forms[dialect] = _Form(self.statement, dialect)
         return form
 
-    def execute(self, conn: Connection, params: Mapping[str, Any]) -> Any:
+    def _send(self, conn: Connection, params: Mapping[str, Any]) -> Any:
         """Send the statement with ``params`` in ``conn``'s transaction; the DBAPI cursor."""
         form = self._form(conn.dialect)
         args = form.parameters(params)
@@ -102,7 +113,11 @@ class Compiled:
 
     def rowcount(self, conn: Connection, params: Mapping[str, Any]) -> int:
         """Send a write; how many rows it changed (or inserted)."""
-        cursor = self.execute(conn, params)
+        if conn.dialect.name != "sqlite":
+            # SQLAlchemy keeps an INSERT's row count only when asked.
+            result = conn.execute(self.statement, params, execution_options=_ROWCOUNT)
+            return int(result.rowcount)
+        cursor = self._send(conn, params)
         count = int(cursor.rowcount)
         cursor.close()
         return count
@@ -110,13 +125,26 @@ class Compiled:
     def first(self, conn: Connection, params: Mapping[str, Any]) -> dict[str, Any] | None:
         """Send a query (or a write with RETURNING); its first row by column name, converted
         as SQLAlchemy converts it, or None."""
-        cursor = self.execute(conn, params)
-        row = cursor.fetchone()
+        if conn.dialect.name != "sqlite":
+            row = conn.execute(self.statement, params).first()
+            return None if row is None else dict(row._mapping)
+        cursor = self._send(conn, params)
+        found = cursor.fetchone()
         cursor.close()
-        if row is None:
-            return None
-        columns = self._form(conn.dialect).columns
+        return None if found is None else self._convert(conn.dialect, found)
+
+    def all(self, conn: Connection, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Send a query; its rows by column name, converted as SQLAlchemy converts them."""
+        if conn.dialect.name != "sqlite":
+            result = conn.execute(self.statement, params)
+            return [dict(row._mapping) for row in result]
+        cursor = self._send(conn, params)
+        rows = cursor.fetchall()
+        cursor.close()
+        return [self._convert(conn.dialect, row) for row in rows]
+
+    def _convert(self, dialect: Dialect, row: Sequence[Any]) -> dict[str, Any]:
         return {
             name: value if convert is None else convert(value)
-            for (name, convert), value in zip(columns, row, strict=True)
+            for (name, convert), value in zip(self._form(dialect).columns, row, strict=True)
         }

@@ -91,11 +91,10 @@ _INSERT_COMPILED = Compiled(_INSERT)
 
 def create_log_row(session: Session | Connection, row: dict[str, Any]) -> uuid.UUID:
     """Insert a line built by ``build_log_row`` in the caller's transaction."""
-    conn = session if isinstance(session, Connection) else session.connection()
-    if conn.dialect.name == "sqlite":  # on the DBAPI cursor: a line on every transition
-        _INSERT_COMPILED.rowcount(conn, row)
-    else:
-        conn.execute(_INSERT, row)
+    # A line on every transition: on SQLite sent on the DBAPI cursor (ADR 0015).
+    _INSERT_COMPILED.rowcount(
+        session if isinstance(session, Connection) else session.connection(), row
+    )
     return cast(uuid.UUID, row["id"])
 
 

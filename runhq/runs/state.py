@@ -318,11 +318,8 @@ _READ_RUN_COMPILED = Compiled(_READ_RUN)
 
 def get_run_record(conn: Connection, run_id: uuid.UUID) -> RunRecord | None:
     """The run's row as a plain record (no ORM load), or None if there is no such run."""
-    if conn.dialect.name == "sqlite":
-        values = _READ_RUN_COMPILED.first(conn, {"run_id": run_id})
-        return None if values is None else RunRecord(values)
-    row = conn.execute(_READ_RUN, {"run_id": run_id}).first()
-    return None if row is None else RunRecord(row._mapping)
+    values = _READ_RUN_COMPILED.first(conn, {"run_id": run_id})
+    return None if values is None else RunRecord(values)
 
 
 def _claim_statement(*, with_facts: bool) -> Update:

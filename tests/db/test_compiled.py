@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import (
     Boolean,
     Column,
+    Connection,
     Engine,
     Float,
     MetaData,
@@ -142,3 +143,15 @@ def test_unsupported_statements_are_refused_when_compiled(db: Engine) -> None:
     # psycopg's named parameters: PostgreSQL keeps SQLAlchemy's own execution.
     with pytest.raises(TypeError, match="positional"):
         _READ._form(postgresql.psycopg.dialect())
+
+
+def test_the_same_calls_work_on_the_configured_backend(connection: Connection) -> None:
+    # On PostgreSQL they go through SQLAlchemy's execution; on SQLite on the cursor.
+    _META.create_all(connection)
+    row = _row()
+    assert _INSERT.rowcount(connection, row) == 1
+    assert _READ.first(connection, {"item_id": row["id"]}) == row
+    assert _READ.all(connection, {"item_id": row["id"]}) == [row]
+    assert _START.rowcount(connection, {"item_id": row["id"], "status": "running"}) == 1
+    assert _START.rowcount(connection, {"item_id": row["id"], "status": "running"}) == 0
+    assert _READ.first(connection, {"item_id": uuid.uuid4()}) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
@@ -13,6 +14,7 @@ from runhq.auth import service as auth
 from runhq.db import session as session_module
 from runhq.db.migrate import upgrade
 from runhq.db.session import (
+    SQLITE_CHECKPOINT_PAGES,
     allow_async_commit,
     build_engine,
     is_reader,
@@ -102,6 +104,19 @@ def test_async_commit_is_local_to_its_transaction(fresh_database_url: str) -> No
             else:
                 # SQLite: nothing was sent; WAL mode with synchronous=NORMAL (1) as configured.
                 assert conn.execute(text("PRAGMA synchronous")).scalar() == 1
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_connections_checkpoint_the_wal_every_16_mb(tmp_path: Path) -> None:
+    engine = build_engine(f"sqlite:///{tmp_path / 'wal.db'}")
+    try:
+        with engine.connect() as conn:
+            pragma = conn.exec_driver_sql
+            assert pragma("PRAGMA journal_mode").scalar() == "wal"
+            assert pragma("PRAGMA wal_autocheckpoint").scalar() == SQLITE_CHECKPOINT_PAGES
+            assert SQLITE_CHECKPOINT_PAGES * pragma("PRAGMA page_size").scalar() == 16_384_000
+            assert pragma("PRAGMA journal_size_limit").scalar() == 64 * 1024 * 1024
     finally:
         engine.dispose()
 
