@@ -10,7 +10,7 @@ bare) to separate what the structure costs from what runhq adds. The measures ar
 interleaved rounds (floor, shaped floor, engine, with context; again), so that a noisy
 machine's slow spell weighs on all of them alike.
 
-    .venv/bin/python -m bench.engine_overhead [--runs 300] [--rounds 5]
+    .venv/bin/python -m bench.engine_overhead [--runs 1500] [--rounds 5]
         [--backend sqlite|postgresql|both]
 """
 
@@ -247,7 +247,7 @@ def bench(backend: str, n: int, rounds: int = 5) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--runs", type=int, default=1500)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     args = parser.parse_args()

@@ -8,11 +8,12 @@ SQLAlchemy and no runhq code is timed: the ratio is what the database alone make
 writes (pages dirtied per commit, index maintenance, JSON payloads).
 
 Then the same replay through runhq's SQLAlchemy engine (``exec_driver_sql``, the captured SQL
-as is), beside bench.engine_overhead's floor on that engine: what the run's SQL costs with the
-goal's data-access stack, before any runhq code (building rows, prompts, log lines, the ORM
-session of the request that creates the run).
+as is; then each statement on the DBAPI cursor inside SQLAlchemy's transactions, as runhq
+sends a run's statements on SQLite), beside bench.engine_overhead's floor on that engine: what
+the run's SQL costs with the goal's data-access stack, before any runhq code (building rows,
+prompts, log lines, the ORM session of the request that creates the run).
 
-    .venv/bin/python -m bench.sqlite_replay [--runs 500]
+    .venv/bin/python -m bench.sqlite_replay [--runs 1500] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from sqlalchemy import Engine, event
 from bench.engine_overhead import _database, _engine_runs, _floor_table
 from bench.engine_overhead import _floor as _floor_pairs
 from runhq.db.migrate import upgrade
-from runhq.db.session import build_engine
+from runhq.db.session import SQLITE_PRAGMAS, build_engine
 
 _HEX_ID = re.compile(r"^[0-9a-f]{32}$")  # how runhq's UUIDs are stored on SQLite
 Statement = tuple[str, tuple[Any, ...]]
@@ -76,8 +77,9 @@ def _fresh_ids(keep: set[str]) -> Callable[[Any], Any]:
 
 
 def _replay(con: sqlite3.Connection, statements: list[Statement | None], n: int) -> float:
-    # The workspace and user ids stay; every other id (run, log lines, claim token) is new.
-    keep = {p for s in statements if s and "FROM budgets" in s[0] for p in s[1]}
+    # The workspace and user ids stay (foreign keys are enforced, as on runhq's engine);
+    # every other id (run, log lines, claim token) is new.
+    keep = {row[0] for row in con.execute("SELECT id FROM workspaces UNION SELECT id FROM users")}
     start = time.perf_counter()
     for _ in range(n):
         swap = _fresh_ids(keep)
@@ -90,10 +92,14 @@ def _replay(con: sqlite3.Connection, statements: list[Statement | None], n: int)
     return time.perf_counter() - start
 
 
-def _replay_through_engine(db: Engine, statements: list[Statement | None], n: int) -> float:
+def _replay_through_engine(
+    db: Engine, statements: list[Statement | None], n: int, *, on_cursor: bool = False
+) -> float:
     """The same replay through runhq's SQLAlchemy engine (pool, ``BEGIN IMMEDIATE`` hook,
     ``exec_driver_sql``): what the run's SQL costs with the same data-access stack as the
-    goal's floor, still without any runhq code."""
+    goal's floor, still without any runhq code. ``on_cursor``: each statement sent on the
+    DBAPI cursor inside SQLAlchemy's transactions, as runhq sends a run's statements on
+    SQLite (``runhq.db.compiled``, ADR 0015)."""
     # Foreign keys are enforced on this engine: the workspace and the requesting user stay.
     with db.connect() as conn:
         rows = conn.exec_driver_sql("SELECT id FROM workspaces UNION SELECT id FROM users")
@@ -111,6 +117,10 @@ def _replay_through_engine(db: Engine, statements: list[Statement | None], n: in
                 if item is None:
                     trans.commit()
                     trans = conn.begin()
+                elif on_cursor:
+                    cursor = conn.connection.cursor()
+                    cursor.execute(item[0], tuple(swap(v) for v in item[1]))
+                    cursor.close()
                 else:
                     conn.exec_driver_sql(item[0], tuple(swap(v) for v in item[1]))
             trans.rollback()  # the empty transaction after the last commit
@@ -119,14 +129,7 @@ def _replay_through_engine(db: Engine, statements: list[Statement | None], n: in
     return time.perf_counter() - start
 
 
-def _engine_floor(db: Engine, n: int) -> float:
-    """bench.engine_overhead's floor: bare insert and update pairs through the engine."""
-    table = _floor_table(db, "engine_floor")
-    return _floor_pairs(db, table, n)
-
-
 def _floor(con: sqlite3.Connection, n: int) -> float:
-    con.execute("CREATE TABLE bare_floor (id CHAR(32) PRIMARY KEY, status VARCHAR(20), n INT)")
     start = time.perf_counter()
     for _ in range(n):
         row_id = uuid.uuid4().hex
@@ -141,37 +144,57 @@ def _floor(con: sqlite3.Connection, n: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--runs", type=int, default=500)
+    parser.add_argument("--runs", type=int, default=1500)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     args = parser.parse_args()
+    per_round = max(1, args.runs // args.rounds)
+    n = per_round * args.rounds
+    seconds = dict.fromkeys(("bare_floor", "bare_run", "floor", "replay", "cursor"), 0.0)
     with tempfile.TemporaryDirectory() as tmpdir:
         path, statements = _capture(Path(tmpdir))
         con = sqlite3.connect(path, isolation_level=None)
-        # The same settings as runhq's engine (runhq/db/session.py).
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA synchronous=NORMAL")
-        floor_s = _floor(con, args.runs)
-        run_s = _replay(con, statements, args.runs)
-        con.close()
+        for pragma in SQLITE_PRAGMAS:  # the same settings as runhq's engine
+            con.execute(pragma)
+        con.execute("CREATE TABLE bare_floor (id CHAR(32) PRIMARY KEY, status VARCHAR(20), n INT)")
         db = build_engine(f"sqlite:///{path}")
+        floor_table = _floor_table(db, "engine_floor")
         try:
-            engine_floor_s = _engine_floor(db, args.runs)
-            engine_run_s = _replay_through_engine(db, statements, args.runs)
+            # Interleaved, as bench.engine_overhead: a slow spell weighs on every measure.
+            for _ in range(args.rounds):
+                seconds["bare_floor"] += _floor(con, per_round)
+                seconds["bare_run"] += _replay(con, statements, per_round)
+                seconds["floor"] += _floor_pairs(db, floor_table, per_round)
+                seconds["replay"] += _replay_through_engine(db, statements, per_round)
+                seconds["cursor"] += _replay_through_engine(
+                    db, statements, per_round, on_cursor=True
+                )
         finally:
+            con.close()
             db.dispose()
+
+    def us(key: str) -> float:
+        return round(seconds[key] / n * 1e6, 1)
+
+    def ratio(key: str, floor: str) -> float:
+        return round(seconds[key] / seconds[floor], 2)
+
     print(
         json.dumps(
             {
-                "runs": args.runs,
+                "runs": n,
+                "rounds": args.rounds,
                 "statements_per_run": sum(
                     1 for s in statements if s and not s[0].startswith("BEGIN")
                 ),
                 "commits_per_run": statements.count(None),
-                "bare_floor_pair_us": round(floor_s / args.runs * 1e6, 1),
-                "bare_run_us": round(run_s / args.runs * 1e6, 1),
-                "ratio": round(run_s / floor_s, 2),
-                "engine_floor_pair_us": round(engine_floor_s / args.runs * 1e6, 1),
-                "engine_replayed_run_us": round(engine_run_s / args.runs * 1e6, 1),
-                "engine_replay_ratio": round(engine_run_s / engine_floor_s, 2),
+                "bare_floor_pair_us": us("bare_floor"),
+                "bare_run_us": us("bare_run"),
+                "ratio": ratio("bare_run", "bare_floor"),
+                "engine_floor_pair_us": us("floor"),
+                "engine_replayed_run_us": us("replay"),
+                "engine_replay_ratio": ratio("replay", "floor"),
+                "engine_cursor_replayed_run_us": us("cursor"),
+                "engine_cursor_replay_ratio": ratio("cursor", "floor"),
             }
         )
     )

@@ -21,6 +21,22 @@ logger = logging.getLogger(__name__)
 _AFTER_COMMIT = "runhq_after_commit"
 # WAL pages (4 KiB) after which a commit checkpoints the SQLite WAL into the database.
 SQLITE_CHECKPOINT_PAGES = 4000
+# Every SQLite connection's settings (the benchmarks' bare connections use them too).
+SQLITE_PRAGMAS = (
+    # WAL lets the dashboard read while a worker writes; a commit waits for no fsync.
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA foreign_keys=ON",  # off by default in SQLite
+    "PRAGMA busy_timeout=30000",
+    # Checkpoint the WAL every ~16 MB rather than SQLite's 4 MB: a checkpoint (the only
+    # fsyncs in WAL mode with synchronous=NORMAL) runs in whichever commit crosses the mark,
+    # and the pages a run rewrites (index leaves, the log tail) are copied once per
+    # checkpoint however often they changed: a quarter of the checkpoints, ~15 % less
+    # commit time per run (docs/benchmarks.md). After a checkpoint the WAL file is cut back
+    # to 64 MB at most.
+    f"PRAGMA wal_autocheckpoint={SQLITE_CHECKPOINT_PAGES}",
+    "PRAGMA journal_size_limit=67108864",
+)
 _READS_ONLY = "runhq_reads_only"
 
 
@@ -36,20 +52,9 @@ def build_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-            # WAL lets the dashboard read while a worker writes; FKs are off by default.
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            # Checkpoint the WAL every ~16 MB rather than SQLite's 4 MB: a checkpoint (the
-            # only fsyncs in WAL mode with synchronous=NORMAL) runs in whichever commit
-            # crosses the mark, and the pages a run rewrites (index leaves, the log tail)
-            # are copied once per checkpoint however often they changed: a quarter of the
-            # checkpoints, ~15 % less commit time per run (docs/benchmarks.md). After a
-            # checkpoint the WAL file is cut back to 64 MB at most.
-            cur.execute(f"PRAGMA wal_autocheckpoint={SQLITE_CHECKPOINT_PAGES}")
-            cur.execute("PRAGMA journal_size_limit=67108864")
+            for pragma in SQLITE_PRAGMAS:
+                cur.execute(pragma)
             cur.close()
             # Let SQLAlchemy, not pysqlite, emit BEGIN (SQLAlchemy's documented recipe).
             dbapi_conn.isolation_level = None
