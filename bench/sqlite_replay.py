@@ -38,6 +38,8 @@ from runhq.db.session import SQLITE_PRAGMAS, build_engine
 
 _HEX_ID = re.compile(r"^[0-9a-f]{32}$")  # how runhq's UUIDs are stored on SQLite
 Statement = tuple[str, tuple[Any, ...]]
+# The ids a replayed run keeps (foreign keys are enforced): its workspace and its user.
+_KEPT_IDS = "SELECT id FROM workspaces UNION SELECT id FROM users"
 
 
 def _capture(tmp: Path) -> tuple[Path, list[Statement | None]]:
@@ -79,7 +81,7 @@ def _fresh_ids(keep: set[str]) -> Callable[[Any], Any]:
 def _replay(con: sqlite3.Connection, statements: list[Statement | None], n: int) -> float:
     # The workspace and user ids stay (foreign keys are enforced, as on runhq's engine);
     # every other id (run, log lines, claim token) is new.
-    keep = {row[0] for row in con.execute("SELECT id FROM workspaces UNION SELECT id FROM users")}
+    keep = {row[0] for row in con.execute(_KEPT_IDS)}
     start = time.perf_counter()
     for _ in range(n):
         swap = _fresh_ids(keep)
@@ -102,7 +104,7 @@ def _replay_through_engine(
     SQLite (``runhq.db.compiled``, ADR 0015)."""
     # Foreign keys are enforced on this engine: the workspace and the requesting user stay.
     with db.connect() as conn:
-        rows = conn.exec_driver_sql("SELECT id FROM workspaces UNION SELECT id FROM users")
+        rows = conn.exec_driver_sql(_KEPT_IDS)
         keep = {row[0] for row in rows}
     # The captured list starts inside the creation's transaction; BEGIN IMMEDIATE is sent by
     # the engine's begin hook, so the captured one is skipped.

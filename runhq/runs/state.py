@@ -111,8 +111,6 @@ def _apply(run: AnyRun, changes: Mapping[str, Any]) -> None:
 # building one per call costs more than the database round trip on SQLite.
 _RUNS = cast(Table, Run.__table__)
 _UPDATES: dict[tuple[tuple[str, ...], bool, bool], Update] = {}
-# On SQLite the same statements are sent on the DBAPI cursor (``runhq.db.compiled``).
-_COMPILED: dict[Update, Compiled] = {}
 
 
 def _update_statement(keys: tuple[str, ...], *, unless_cancel: bool, fenced: bool) -> Update:
@@ -182,8 +180,10 @@ def _on_postgresql(executor: Executor) -> bool:
 # RETURNING id) INSERT INTO structured_logs … SELECT … FROM change``): one round trip instead
 # of two, and atomic on its own, so the engine can send it outside an explicit transaction
 # (ADR 0014). SQLite has no data-modifying CTE: there the two statements share the caller's
-# transaction. Built once per change statement, as the statements themselves.
+# transaction, the change sent on the DBAPI cursor (ADR 0015). Each form is built once per
+# change statement, as the statements themselves.
 _LOGGED: dict[Update, Insert] = {}
+_COMPILED: dict[Update, Compiled] = {}
 
 
 def _logged(change: Update) -> Insert:
@@ -192,6 +192,13 @@ def _logged(change: Update) -> Insert:
         stmt = logs.insert_log_after(change.returning(_RUNS.c.id).cte("change"))
         _LOGGED[change] = stmt
     return stmt
+
+
+def _compiled(change: Update) -> Compiled:
+    compiled = _COMPILED.get(change)
+    if compiled is None:
+        compiled = _COMPILED[change] = Compiled(change)
+    return compiled
 
 
 def _change_and_log(
@@ -206,10 +213,7 @@ def _change_and_log(
         result = executor.execute(_logged(change), {**params, **logs.log_params(log_row)})
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
     conn = executor if isinstance(executor, Connection) else executor.connection()
-    compiled = _COMPILED.get(change)
-    if compiled is None:
-        compiled = _COMPILED[change] = Compiled(change)
-    if compiled.rowcount(conn, params) != 1:
+    if _compiled(change).rowcount(conn, params) != 1:
         return False
     logs.create_log_row(conn, log_row)
     return True
