@@ -13,6 +13,10 @@ sends a run's statements on SQLite), beside bench.engine_overhead's floor on tha
 the run's SQL costs with the goal's data-access stack, before any runhq code (building rows,
 prompts, log lines, the ORM session of the request that creates the run).
 
+Also counted, not timed (the same on any machine): the WAL frames — pages written by the
+commits — per run and per floor pair, and per run on copies of the database without the
+secondary indexes of ``runs``, then of ``structured_logs``: what each table's indexes add.
+
     .venv/bin/python -m bench.sqlite_replay [--runs 1500] [--rounds 5]
 """
 
@@ -34,7 +38,7 @@ from sqlalchemy import Engine, event
 from bench.engine_overhead import _database, _engine_runs, _floor_table
 from bench.engine_overhead import _floor as _floor_pairs
 from runhq.db.migrate import upgrade
-from runhq.db.session import SQLITE_PRAGMAS, build_engine
+from runhq.db.session import SQLITE_CHECKPOINT_PAGES, SQLITE_PRAGMAS, build_engine
 
 _HEX_ID = re.compile(r"^[0-9a-f]{32}$")  # how runhq's UUIDs are stored on SQLite
 Statement = tuple[str, tuple[Any, ...]]
@@ -144,6 +148,46 @@ def _floor(con: sqlite3.Connection, n: int) -> float:
     return time.perf_counter() - start
 
 
+def _wal_frames(con: sqlite3.Connection, work: Callable[[], object], n: int) -> float:
+    """WAL frames (pages written by commits) per unit of ``work``, run n times: a count, not a
+    timing, so it does not move with the machine's load. Checkpoints are held off meanwhile."""
+    wal = Path(con.execute("PRAGMA database_list").fetchone()[2] + "-wal")
+    con.execute("PRAGMA wal_autocheckpoint=0")
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    try:
+        for _ in range(n):
+            work()
+        # Each frame is a page plus its 24-byte header, after the WAL's 32-byte header.
+        page = con.execute("PRAGMA page_size").fetchone()[0]
+        return round((wal.stat().st_size - 32) / (page + 24) / n, 1)
+    finally:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        con.execute(f"PRAGMA wal_autocheckpoint={SQLITE_CHECKPOINT_PAGES}")
+
+
+def _frames_without_indexes(path: Path, statements: list[Statement | None], table: str) -> float:
+    """WAL frames per replayed run on a copy of the database without ``table``'s secondary
+    indexes (its primary key and unique constraints stay)."""
+    copy = path.with_name(f"without_{table}_indexes.db")
+    source = sqlite3.connect(path)
+    target = sqlite3.connect(copy, isolation_level=None)
+    try:
+        source.backup(target)
+        for pragma in SQLITE_PRAGMAS:
+            target.execute(pragma)
+        names = target.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+            "AND sql IS NOT NULL AND sql NOT LIKE 'CREATE UNIQUE%'",
+            (table,),
+        ).fetchall()
+        for (name,) in names:  # names read from the schema, never input
+            target.execute(f'DROP INDEX "{name}"')
+        return _wal_frames(target, lambda: _replay(target, statements, 1), 200)
+    finally:
+        source.close()
+        target.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=1500)
@@ -161,6 +205,16 @@ def main() -> None:
         db = build_engine(f"sqlite:///{path}")
         floor_table = _floor_table(db, "engine_floor")
         try:
+            frames = {
+                "wal_frames_per_floor_pair": _wal_frames(con, lambda: _floor(con, 1), 200),
+                "wal_frames_per_run": _wal_frames(con, lambda: _replay(con, statements, 1), 200),
+                **{
+                    f"wal_frames_per_run_without_{table}_indexes": _frames_without_indexes(
+                        path, statements, table
+                    )
+                    for table in ("runs", "structured_logs")
+                },
+            }
             # Interleaved, as bench.engine_overhead: a slow spell weighs on every measure.
             for _ in range(args.rounds):
                 seconds["bare_floor"] += _floor(con, per_round)
@@ -189,6 +243,7 @@ def main() -> None:
                     1 for s in statements if s and not s[0].startswith("BEGIN")
                 ),
                 "commits_per_run": statements.count(None),
+                **frames,
                 "bare_floor_pair_us": us("bare_floor"),
                 "bare_run_us": us("bare_run"),
                 "ratio": ratio("bare_run", "bare_floor"),
