@@ -871,19 +871,20 @@ def _set_user_active(email: str, *, active: bool) -> None:
     with _unit_of_work() as (_, session):
         owner = auth.get_default_owner(session)
         user_id = auth.get_member_by_email(session, owner, email)
-        auth.update_user_active(session, owner, user_id, active=active)
-    out.print(f"user {email} {'activated' if active else 'deactivated'}")
+        revoked = auth.update_user_active(session, owner, user_id, active=active)
+    done = f"user {email} {'activated' if active else 'deactivated'}"
+    out.print(done + (f"; {revoked} API key(s) revoked" if revoked else ""))
 
 
 @user_app.command("deactivate")
 def user_deactivate(email: Annotated[str, typer.Argument()]) -> None:
-    """Deactivate a user: no login, and their sessions and API keys stop working at once."""
+    """Deactivate a user: no login; their sessions end and their API keys are revoked."""
     _set_user_active(email, active=False)
 
 
 @user_app.command("activate")
 def user_activate(email: Annotated[str, typer.Argument()]) -> None:
-    """Activate a deactivated user again (their API keys work again; they log in anew)."""
+    """Activate a deactivated user again (they log in anew and create new API keys)."""
     _set_user_active(email, active=True)
 
 

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import jwt
 from argon2 import PasswordHasher
@@ -368,9 +369,10 @@ def get_member_by_email(session: Session, actor: Actor, email: str) -> uuid.UUID
     return user_id
 
 
-def update_user_active(session: Session, actor: Actor, user_id: uuid.UUID, *, active: bool) -> None:
-    """Deactivate a member (they can no longer log in, and their sessions and API keys stop
-    working at once) or activate them again. Not yourself; never the last active owner."""
+def update_user_active(session: Session, actor: Actor, user_id: uuid.UUID, *, active: bool) -> int:
+    """Deactivate a member (they can no longer log in; their sessions end and their API keys
+    are revoked, so that activating them again brings back neither) or activate them again.
+    Not yourself; never the last active owner. Returns how many API keys were revoked."""
     verb = "activating" if active else "deactivating"
     role = _check_manages(session, actor, user_id, f"{verb} a user")
     if user_id == actor.user_id:
@@ -379,18 +381,33 @@ def update_user_active(session: Session, actor: Actor, user_id: uuid.UUID, *, ac
         raise InvalidInput("the workspace's last active owner cannot be deactivated")
     user = get_user(session, user_id)
     if user.is_active == active:
-        return
+        return 0
     user.is_active = active
     session.flush()
+    metadata: dict[str, Any] = {"user_id": str(user_id), "by": str(actor.user_id)}
     if not active:
         _bump_session_epoch(session, user_id)
+        metadata["api_keys_revoked"] = _revoke_api_keys_of(session, user_id)
     logs.create_log(
         session,
         message="auth.user_activated" if active else "auth.user_deactivated",
         source=LogSource.system,
         workspace_id=actor.workspace_id,
-        metadata={"user_id": str(user_id), "by": str(actor.user_id), "via": actor.via},
+        metadata={**metadata, "via": actor.via},
     )
+    return int(metadata.get("api_keys_revoked", 0))
+
+
+def _revoke_api_keys_of(session: Session, user_id: uuid.UUID) -> int:
+    """Revoke every live API key of ``user_id`` (in all their workspaces: the account is
+    what was deactivated); how many."""
+    result = session.execute(
+        update(ApiKey)
+        .where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=clock.now())
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def _active_owners(session: Session, workspace_id: uuid.UUID) -> int:

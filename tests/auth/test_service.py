@@ -7,9 +7,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from runhq.auth import service as auth
-from runhq.auth.models import Role, User
+from runhq.auth.models import ApiKey, Role, User
 from runhq.auth.schemas import Actor
-from runhq.errors import AlreadyExists, InvalidInput, NotFound, PermissionDenied
+from runhq.errors import (
+    AlreadyExists,
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    PermissionDenied,
+)
+from runhq.logs.models import StructuredLog
 from tests.conftest import Team, make_team
 
 
@@ -107,3 +114,27 @@ def test_deactivating_members(session: Session, team: Team) -> None:
     ]
     with pytest.raises(PermissionDenied, match="admin"):
         auth.list_members(session, team.operator)
+
+
+def test_deactivating_revokes_api_keys_for_good(session: Session, team: Team) -> None:
+    _, first = auth.create_api_key(session, team.viewer, name="script")
+    _, second = auth.create_api_key(session, team.viewer, name="other")
+    auth.revoke_api_key(
+        session, team.viewer, auth.create_api_key(session, team.viewer, name="old")[0].id
+    )
+    _, admins = auth.create_api_key(session, team.admin, name="admin's")
+    session.flush()
+    assert auth.update_user_active(session, team.admin, team.viewer.user_id, active=False) == 2
+    assert auth.update_user_active(session, team.admin, team.viewer.user_id, active=True) == 0
+    for raw in (first, second):  # the account is back; its old keys are not
+        with pytest.raises(NotAuthenticated, match="revoked"):
+            auth.resolve_token(session, raw, secret="s" * 40)
+    assert auth.resolve_token(session, admins, secret="s" * 40).user_id == team.admin.user_id
+    keys = session.scalars(select(ApiKey).where(ApiKey.user_id == team.viewer.user_id)).all()
+    assert len(keys) == 3
+    assert all(k.revoked_at is not None for k in keys)
+    line = session.scalar(
+        select(StructuredLog.meta).where(StructuredLog.message == "auth.user_deactivated")
+    )
+    assert line is not None
+    assert line["api_keys_revoked"] == 2

@@ -277,13 +277,21 @@ def test_user_verbs(initialised: Cli) -> None:
     assert "must log in again" in out
     assert not _works(token)
     token = _token_of("op@example.com")
-    code, _, err = initialised("user", "deactivate", "op@example.com")
+    code, out, err = initialised("apikey", "create", "script", "--user", "op@example.com", "--json")
     assert code == 0, err
+    key = json.loads(out)["key"]
+    assert _works(key)
+    code, out, err = initialised("user", "deactivate", "op@example.com")
+    assert code == 0, err
+    assert "user op@example.com deactivated; 1 API key(s) revoked" in out
     assert not _works(token)
+    assert not _works(key)
     code, out, _ = initialised("user", "list", "--json")
     assert {u["email"]: u["is_active"] for u in json.loads(out)}["op@example.com"] is False
-    assert initialised("user", "activate", "op@example.com")[0] == 0
+    code, out, _ = initialised("user", "activate", "op@example.com")
+    assert (code, out.strip()) == (0, "user op@example.com activated")
     assert _works(_token_of("op@example.com"))
+    assert not _works(key)  # a reopened account does not bring its old keys back
 
 
 def test_user_verbs_bad_inputs(initialised: Cli) -> None:
