@@ -33,8 +33,9 @@ class User(IdMixin, CreatedAtMixin, Base):
     password_hash: Mapped[str] = mapped_column(String(200))
     display_name: Mapped[str | None] = mapped_column(String(200), default=None)
     is_active: Mapped[bool] = mapped_column(default=True)
-    # Carried by each JWT issued to this user; raised on logout, which ends every session
-    # (browser and API tokens) issued before it. API keys are revoked one by one.
+    # Carried by each JWT issued to this user; raised on logout everywhere, which ends every
+    # session (browser and API tokens) issued before it; a single session's logout is an
+    # EndedSession row. API keys are revoked one by one.
     session_epoch: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
@@ -77,3 +78,18 @@ class LoginFailure(IdMixin, CreatedAtMixin, Base):
     email: Mapped[str] = mapped_column(String(320))
     # The client's IP address as the server saw it.
     address: Mapped[str] = mapped_column(String(45))
+
+
+class EndedSession(CreatedAtMixin, Base):
+    """A login session ended by its own logout: the JWTs carrying this session id are refused
+    until they would have expired anyway (then the row is purged). Logging out everywhere
+    raises the user's ``session_epoch`` instead."""
+
+    __tablename__ = "ended_sessions"
+
+    # The ``sid`` claim of the session's JWT.
+    session_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    workspace_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # The token's own expiry: past it, the token is refused anyway and the row can go.
+    expires_at: Mapped[datetime] = mapped_column(index=True)

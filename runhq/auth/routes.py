@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, Field
 
@@ -47,20 +47,33 @@ def login(
 @router.post(
     "/logout",
     status_code=status.HTTP_204_NO_CONTENT,
-    summary="Log out everywhere: every JWT issued to you so far stops working",
+    summary="Log out: this session, or with everywhere=true every session of yours",
 )
 def logout(
-    session: SessionDep, actor: ActorDep, token: Annotated[str | None, Depends(oauth2)]
+    session: SessionDep,
+    actor: ActorDep,
+    token: Annotated[str | None, Depends(oauth2)],
+    everywhere: Annotated[
+        bool,
+        Query(
+            description="End every JWT issued to you so far (other browsers, scripts' tokens), "
+            "not only this one"
+        ),
+    ] = False,
 ) -> None:
-    """Ends every session of the caller's user: this token, the dashboard's, any other JWT
-    issued before now. API keys are not sessions: revoke one with
+    """Ends the caller's session: this JWT (and any copy of it) is refused from now on, your
+    other sessions go on. With ``everywhere=true``, every JWT issued to your user before now
+    stops working, the dashboard's included. API keys are not sessions: revoke one with
     ``DELETE /api/v1/auth/api-keys/{id}``."""
     if token and token.startswith(service.API_KEY_PREFIX):
         raise InvalidInput(
             "an API key is not a session: revoke it with DELETE /api/v1/auth/api-keys/{id}",
             details={"field": "Authorization"},
         )
-    service.revoke_sessions(session, actor)
+    if everywhere:
+        service.revoke_sessions(session, actor)
+    else:
+        service.end_session(session, actor)
 
 
 @router.get("/me", response_model=Me, summary="Who am I")

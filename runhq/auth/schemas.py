@@ -14,13 +14,23 @@ _ROLE_RANK = {Role.viewer: 0, Role.operator: 1, Role.admin: 2, Role.owner: 3}
 
 
 @dataclass(frozen=True)
+class LoginSession:
+    """The login session behind a JWT: its ``sid`` claim and when the token expires."""
+
+    id: uuid.UUID
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
 class Actor:
-    """Who is calling, in which workspace, with which role, and through what."""
+    """Who is calling, in which workspace, with which role, and through what; ``session``:
+    the login session of the caller's JWT (None for an API key or runhq's own processes)."""
 
     user_id: uuid.UUID
     workspace_id: uuid.UUID
     role: Role
     via: str = "api"
+    session: LoginSession | None = None
 
     def has_at_least(self, role: Role) -> bool:
         return _ROLE_RANK[self.role] >= _ROLE_RANK[role]

@@ -9,19 +9,27 @@ import secrets
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Integer, bindparam, delete, func, select, update
+from sqlalchemy import Integer, bindparam, delete, func, literal, select, update
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
 from runhq import clock
-from runhq.auth.models import ApiKey, LoginFailure, Membership, Role, User, Workspace
-from runhq.auth.schemas import Actor, MemberOut
+from runhq.auth.models import (
+    ApiKey,
+    EndedSession,
+    LoginFailure,
+    Membership,
+    Role,
+    User,
+    Workspace,
+)
+from runhq.auth.schemas import Actor, LoginSession, MemberOut
 from runhq.config import Settings
 from runhq.errors import (
     AlreadyExists,
@@ -234,7 +242,8 @@ def purge_login_failures(session: Session, *, older_than: timedelta) -> int:
 
 
 def issue_token(session: Session, actor: Actor, *, secret: str, ttl_minutes: int) -> str:
-    """A JWT for ``actor``, valid ``ttl_minutes`` or until the user logs out."""
+    """A JWT for ``actor``, a login session of its own: valid ``ttl_minutes``, or until this
+    session logs out, or the user logs out everywhere."""
     now = clock.now()
     epoch = session.scalar(select(User.session_epoch).where(User.id == actor.user_id))
     claims = {
@@ -244,6 +253,7 @@ def issue_token(session: Session, actor: Actor, *, secret: str, ttl_minutes: int
         "iat": int(now.timestamp()),
         "exp": int((now + timedelta(minutes=ttl_minutes)).timestamp()),
         "se": int(epoch or 0),
+        "sid": uuid.uuid4().hex,
     }
     return jwt.encode(claims, secret, algorithm=_JWT_ALGORITHM)
 
@@ -266,13 +276,18 @@ def resolve_token(session: Session, token: str, *, secret: str) -> Actor:
     if int(claims["exp"]) <= int(clock.now().timestamp()):
         raise NotAuthenticated("token expired: log in again")
     epoch = claims.get("se", 0)  # tokens issued before logouts existed carry none
+    sid = claims.get("sid")  # tokens issued before per-session logout carry none
     try:
         user_id, workspace_id = uuid.UUID(claims["sub"]), uuid.UUID(claims["ws"])
-    except (ValueError, TypeError):
+        login = None
+        if sid is not None:
+            expires = datetime.fromtimestamp(int(claims["exp"]), UTC)
+            login = LoginSession(id=uuid.UUID(hex=sid), expires_at=expires)
+    except (ValueError, TypeError, AttributeError):
         raise NotAuthenticated("invalid token") from None
     if not isinstance(epoch, int):
         raise NotAuthenticated("invalid token")
-    return _actor_for(session, user_id, workspace_id, session_epoch=epoch)
+    return _actor_for(session, user_id, workspace_id, session_epoch=epoch, login=login)
 
 
 def _actor_for(
@@ -281,24 +296,70 @@ def _actor_for(
     workspace_id: uuid.UUID,
     *,
     session_epoch: int | None = None,
+    login: LoginSession | None = None,
 ) -> Actor:
-    """The member's actor; ``session_epoch``: a JWT's, refused once the user logged out."""
+    """The member's actor. A JWT's ``session_epoch`` is refused once the user logged out
+    everywhere, its ``login`` session once it logged out (one query either way)."""
+    ended = (
+        select(EndedSession.session_id).where(EndedSession.session_id == login.id).exists()
+        if login is not None
+        else literal(False)
+    )
     row = session.execute(
-        select(Membership.role, User.is_active, User.session_epoch)
+        select(Membership.role, User.is_active, User.session_epoch, ended.label("ended"))
         .join(User, User.id == Membership.user_id)
         .where(Membership.user_id == user_id, Membership.workspace_id == workspace_id)
     ).first()
     if row is None or not row.is_active:
         raise NotAuthenticated("this account no longer has access")
-    if session_epoch is not None and session_epoch != row.session_epoch:
+    if (session_epoch is not None and session_epoch != row.session_epoch) or row.ended:
         raise NotAuthenticated("this session ended (logged out): log in again")
-    return Actor(user_id=user_id, workspace_id=workspace_id, role=Role(row.role))
+    return Actor(user_id=user_id, workspace_id=workspace_id, role=Role(row.role), session=login)
+
+
+def end_session(session: Session, actor: Actor) -> None:
+    """Log the caller's own session out: its JWT (and any copy of it) is refused from now on;
+    their other sessions — another browser, a script's token — go on."""
+    if actor.session is None:
+        raise InvalidInput(
+            "this credential is not a login session (an API key, or a token issued before "
+            "per-session logout): revoke the key, or log out everywhere",
+            details={"field": "Authorization"},
+        )
+    session.add(
+        EndedSession(
+            session_id=actor.session.id,
+            workspace_id=actor.workspace_id,
+            user_id=actor.user_id,
+            expires_at=actor.session.expires_at,
+            created_at=clock.now(),
+        )
+    )
+    logs.create_log(
+        session,
+        message="auth.logged_out",
+        source=LogSource.system,
+        workspace_id=actor.workspace_id,
+        metadata={
+            "user_id": str(actor.user_id),
+            "by": str(actor.user_id),
+            "via": actor.via,
+            "scope": "session",
+        },
+    )
+
+
+def purge_ended_sessions(session: Session) -> int:
+    """Forget logged-out sessions whose tokens have expired anyway: how many."""
+    result = session.execute(delete(EndedSession).where(EndedSession.expires_at <= clock.now()))
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def revoke_sessions(session: Session, actor: Actor, user_id: uuid.UUID | None = None) -> None:
     """Log a user out everywhere: every JWT issued to them so far stops working (browser
     sessions and API tokens alike; API keys are revoked one by one). Yourself by default;
-    another member of your workspace as an admin (an owner's sessions: an owner only)."""
+    another member of your workspace as an admin (an owner's sessions: an owner only).
+    ``end_session`` ends only the caller's own session."""
     target = user_id or actor.user_id
     if target != actor.user_id:
         _check_manages(session, actor, target, "ending another user's sessions")
@@ -308,7 +369,12 @@ def revoke_sessions(session: Session, actor: Actor, user_id: uuid.UUID | None = 
         message="auth.logged_out",
         source=LogSource.system,
         workspace_id=actor.workspace_id,
-        metadata={"user_id": str(target), "by": str(actor.user_id), "via": actor.via},
+        metadata={
+            "user_id": str(target),
+            "by": str(actor.user_id),
+            "via": actor.via,
+            "scope": "everywhere",
+        },
     )
 
 

@@ -111,16 +111,22 @@ async def logout(request: Request, browser: BrowserDep, runtime: RuntimeDep) -> 
     # session expired): nothing to protect, the cookie is cleared all the same.
     if browser.actor is not None:
         browser.check_csrf(await submitted_csrf_token(request))
-        # The token in the cookie (and any copy of it) stops working, not only the cookie.
-        await run_in_threadpool(_revoke_sessions, runtime, browser.actor)
+        form = await request.form()
+        # The token in the cookie (and any copy of it) stops working, not only the cookie;
+        # with ``everywhere``, every other session of the user too (the Trust page's button).
+        everywhere = form.get("everywhere") == "1"
+        await run_in_threadpool(_log_out, runtime, browser.actor, everywhere=everywhere)
     response = _redirect("/login")
     clear_session_cookie(response, secure=browser.secure)
     return response
 
 
-def _revoke_sessions(runtime: Runtime, actor: Actor) -> None:
+def _log_out(runtime: Runtime, actor: Actor, *, everywhere: bool) -> None:
     with transaction(runtime.sessions) as session:
-        auth.revoke_sessions(session, actor)
+        if everywhere or actor.session is None:  # a cookie from before per-session logout
+            auth.revoke_sessions(session, actor)
+        else:
+            auth.end_session(session, actor)
 
 
 @router.post("/lang", dependencies=[Depends(check_csrf)])

@@ -6,9 +6,10 @@ issues — the same credential as the API's bearer token, with the lifetime
 ``Secure`` when the request came over https (uvicorn applies ``X-Forwarded-Proto`` from the
 proxies it trusts, ``--forwarded-allow-ips``). Each request resolves it with
 ``auth.service.resolve_token``: a deactivated user or a removed membership is out at once.
-API keys are refused in the cookie. Logging out deletes the cookie and ends the user's
-sessions (``auth.service.revoke_sessions``): every JWT issued to them before, this cookie's and
-any copy of it included, is refused from then on.
+API keys are refused in the cookie. Logging out deletes the cookie and ends this session
+(``auth.service.end_session``): this cookie's JWT, and any copy of it, is refused from then on;
+the user's other browsers go on. The Trust page's "log out everywhere" ends every JWT issued to
+the user before (``auth.service.revoke_sessions``).
 
 **CSRF.** Every state-changing dashboard request (POST) carries a token, in the form field
 ``csrf_token`` or the header ``X-CSRF-Token`` (``app.js`` adds it to HTMX requests from

@@ -1,7 +1,7 @@
 """Imports every domain's models so the metadata (and Alembic) sees all tables."""
 
 from runhq.actions.models import CampaignDelivery, Contact
-from runhq.auth.models import ApiKey, LoginFailure, Membership, User, Workspace
+from runhq.auth.models import ApiKey, EndedSession, LoginFailure, Membership, User, Workspace
 from runhq.costs.models import Budget, ModelUsage
 from runhq.db.base import Base
 from runhq.logs.models import StructuredLog
@@ -16,6 +16,7 @@ __all__ = [
     "Budget",
     "CampaignDelivery",
     "Contact",
+    "EndedSession",
     "HealthCheck",
     "Incident",
     "LoginFailure",

@@ -200,6 +200,7 @@ class Scheduler:
             # Failed logins name people's emails: kept a day (the throttle counts far less).
             window = timedelta(minutes=rt.settings.login_window_minutes)
             auth.purge_login_failures(session, older_than=max(window, timedelta(days=1)))
+            auth.purge_ended_sessions(session)
             platforms.purge_checks(
                 session, older_than=timedelta(days=rt.settings.health_check_retention_days)
             )

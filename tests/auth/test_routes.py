@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from runhq import clock
 from runhq.auth import service as auth
-from runhq.auth.models import ApiKey, LoginFailure
+from runhq.auth.models import ApiKey, EndedSession, LoginFailure
 from runhq.clock import FrozenClock
 from runhq.errors import NotAuthenticated
 from runhq.logs.models import StructuredLog
@@ -193,7 +193,41 @@ def test_failed_logins_are_purged_after_a_day(session: Session, runtime: Runtime
     assert session.scalar(select(func.count(LoginFailure.id))) == 0
 
 
-def test_logout_ends_every_jwt_of_the_user_but_not_api_keys(
+def test_logout_ends_this_session_only(
+    client: TestClient, session: Session, runtime: Runtime, team: Team
+) -> None:
+    email = team.emails[auth.Role.operator]
+    first = {"Authorization": f"Bearer {_login(client, email, PASSWORD)[1]['access_token']}"}
+    second = {"Authorization": f"Bearer {_login(client, email, PASSWORD)[1]['access_token']}"}
+    _, raw_key = auth.create_api_key(session, team.operator, name="ci")
+    session.commit()
+
+    r = client.post("/api/v1/auth/logout", headers=first)
+    assert (r.status_code, r.content) == (204, b"")
+    r = client.get("/api/v1/auth/me", headers=first)
+    assert r.status_code == 401
+    assert "logged out" in r.json()["error"]["message"]
+    # Another browser of the same user, and the user's API key, go on.
+    assert client.get("/api/v1/auth/me", headers=second).status_code == 200
+    assert client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {raw_key}"}).is_success
+    # Logging out twice: the session is already over.
+    assert client.post("/api/v1/auth/logout", headers=first).status_code == 401
+    who = str(team.operator.user_id)
+    lines = session.scalars(
+        select(StructuredLog.meta).where(StructuredLog.message == "auth.logged_out")
+    ).all()
+    assert lines == [{"user_id": who, "by": who, "via": "api", "scope": "session"}]
+    ended = session.scalars(select(EndedSession)).all()
+    assert [(e.user_id, e.workspace_id) for e in ended] == [
+        (team.operator.user_id, team.workspace_id)
+    ]
+    # Forgotten once the token would have expired anyway, not before.
+    assert auth.purge_ended_sessions(session) == 0
+    with FrozenClock(ended[0].expires_at + timedelta(seconds=1)):
+        assert auth.purge_ended_sessions(session) == 1
+
+
+def test_logout_everywhere_ends_every_jwt_of_the_user_but_not_api_keys(
     client: TestClient, session: Session, runtime: Runtime, team: Team
 ) -> None:
     email = team.emails[auth.Role.operator]
@@ -203,7 +237,7 @@ def test_logout_ends_every_jwt_of_the_user_but_not_api_keys(
     session.commit()
     others = bearer(runtime, team.owner)
 
-    r = client.post("/api/v1/auth/logout", headers=first)
+    r = client.post("/api/v1/auth/logout", params={"everywhere": "true"}, headers=first)
     assert (r.status_code, r.content) == (204, b"")
     for headers in (first, second):  # every session of that user, not only the caller's
         r = client.get("/api/v1/auth/me", headers=headers)
@@ -218,7 +252,8 @@ def test_logout_ends_every_jwt_of_the_user_but_not_api_keys(
         select(StructuredLog.meta).where(StructuredLog.message == "auth.logged_out")
     ).all()
     who = str(team.operator.user_id)
-    assert lines == [{"user_id": who, "by": who, "via": "api"}]
+    assert lines == [{"user_id": who, "by": who, "via": "api", "scope": "everywhere"}]
+    assert session.scalar(select(func.count()).select_from(EndedSession)) == 0
 
 
 def test_logout_bad_inputs(
@@ -239,6 +274,21 @@ def test_logout_bad_inputs(
     assert (
         session.scalar(select(func.count()).where(StructuredLog.message == "auth.logged_out")) == 0
     )
+    r = client.post("/api/v1/auth/logout", params={"everywhere": "maybe"}, headers=jwt_headers)
+    assert r.status_code == 422
+    assert "everywhere" in r.text
+    # A token from before per-session logout (no session id) can only log out everywhere.
+    token = jwt_headers["Authorization"].removeprefix("Bearer ")
+    claims = jwt.decode(token, options={"verify_signature": False})
+    del claims["sid"]
+    secret = runtime.settings.get_secret_key()
+    legacy = {"Authorization": f"Bearer {jwt.encode(claims, secret, algorithm='HS256')}"}
+    r = client.post("/api/v1/auth/logout", headers=legacy)
+    assert r.status_code == 422
+    assert "everywhere" in r.json()["error"]["message"]
+    assert client.get("/api/v1/auth/me", headers=legacy).status_code == 200
+    assert client.get("/api/v1/auth/me", headers=jwt_headers).status_code == 200
+    assert session.scalar(select(func.count()).select_from(EndedSession)) == 0
 
 
 def test_a_jwt_with_a_malformed_session_epoch_is_401(
@@ -249,3 +299,7 @@ def test_a_jwt_with_a_malformed_session_epoch_is_401(
     forged = jwt.encode({**claims, "se": "0"}, runtime.settings.get_secret_key(), algorithm="HS256")
     r = client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {forged}"})
     assert r.status_code == 401
+    for sid in ("not-hex", 12, None, ["x"]):
+        forged = jwt.encode({**claims, "sid": sid}, runtime.settings.get_secret_key())
+        r = client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {forged}"})
+        assert r.status_code == (200 if sid is None else 401), sid

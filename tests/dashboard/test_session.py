@@ -172,6 +172,42 @@ def test_logout_ends_the_session_not_only_the_cookie(
     assert client.get("/").status_code == 200
 
 
+def test_logout_ends_this_browser_only_and_the_trust_page_ends_all(
+    client: TestClient, team: Team
+) -> None:
+    def browser(cookie: str | None = None) -> str:
+        """Switch to another browser: its session cookie, or a new login."""
+        client.cookies.clear()
+        if cookie is None:
+            log_in(client, team.emails[Role.operator])
+        else:
+            client.cookies.set("runhq_session", cookie)
+        value = client.cookies.get("runhq_session")
+        assert value
+        return value
+
+    first, second = browser(), browser()
+    assert first != second
+    page = client.get("/")
+    client.post("/logout", data={"csrf_token": csrf_of(page.text)}, follow_redirects=False)
+    assert client.get("/", follow_redirects=False).headers["location"] == "/login"
+    browser(first)  # the other browser goes on
+    trust = client.get("/trust")
+    assert trust.status_code == 200
+    assert 'name="everywhere" value="1"' in trust.text
+    assert "Se déconnecter partout" in trust.text
+    third = browser()
+    r = client.post(
+        "/logout",
+        data={"csrf_token": csrf_of(client.get("/trust").text), "everywhere": "1"},
+        follow_redirects=False,
+    )
+    assert (r.status_code, r.headers["location"]) == (303, "/login")
+    for cookie in (first, third):
+        browser(cookie)
+        assert client.get("/", follow_redirects=False).headers["location"] == "/login"
+
+
 def test_logout_without_a_session_just_goes_to_login(client: TestClient) -> None:
     r = client.post("/logout", follow_redirects=False)
     assert (r.status_code, r.headers["location"]) == (303, "/login")
