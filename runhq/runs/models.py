@@ -31,6 +31,11 @@ TERMINAL_STATUSES = frozenset(
 
 
 class Run(IdMixin, CreatedAtMixin, Base):
+    """A run. On SQLite the table's physical column order is migration 0009's: the columns
+    scans read first, the large documents (prompt, context, output, plan, action_result)
+    last, so that reading a small column never walks a row's overflow pages. A column added
+    later is appended after them: give it its place in a rebuild if scans read it."""
+
     __tablename__ = "runs"
     __table_args__ = (
         # Anti-double-run at the database: one active run per (workspace, type, platform).
@@ -38,7 +43,8 @@ class Run(IdMixin, CreatedAtMixin, Base):
         UniqueConstraint("workspace_id", "active_key"),
         UniqueConstraint("workspace_id", "idempotency_key"),
         Index("ix_runs_workspace_created", "workspace_id", "created_at"),
-        Index("ix_runs_workspace_status", "workspace_id", "status"),
+        # Pending approval oldest first, failed since … newest first: only their rows, in order.
+        Index("ix_runs_workspace_status_created", "workspace_id", "status", "created_at"),
         Index("ix_runs_workspace_type_created", "workspace_id", "run_type", "created_at"),
         # The dispatcher (queued, not yet accepted by the broker) and the reaper (running).
         Index("ix_runs_status_updated", "status", "updated_at"),
