@@ -32,7 +32,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InvalidInput(
             "cursor is not valid: pass back the next_cursor of a previous page",
-            details={"field": "cursor"},
+            details={"field": "cursor", "reason": "cursor"},
         ) from None
 
 

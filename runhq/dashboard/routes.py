@@ -139,7 +139,7 @@ def set_language(
     if lang not in LANGS:
         raise InvalidInput(
             f"unknown language {lang!r}; choose one of {', '.join(LANGS)}",
-            details={"field": "lang"},
+            details={"field": "lang", "reason": "lang", "lang": lang[:20], "choices": list(LANGS)},
         )
     target = safe_next(next or local_path_of(request, request.headers.get("referer")))
     response = _redirect(target)

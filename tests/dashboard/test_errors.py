@@ -93,10 +93,12 @@ def test_unexpected_errors_show_a_reference_and_nothing_else(
 def test_expected_errors_keep_their_status_and_message(client: TestClient, team: Team) -> None:
     log_in(client, team.emails[Role.owner])
     token = csrf_of(client.get("/").text)
-    r = client.post("/lang", data={"lang": "de", "csrf_token": token})
+    r = client.post("/lang", data={"lang": "<i>de", "csrf_token": token})
     assert r.status_code == 422
     assert "Saisie invalide" in r.text
-    assert "unknown language &#39;de&#39;" in r.text  # the service's message, escaped
+    # In the visitor's language, what was sent escaped.
+    assert "Langue inconnue «\u00a0&lt;i&gt;de\u00a0»" in r.text
+    assert "<i>de" not in r.text
     r = client.get("/logout")
     assert r.status_code == 405
     assert "Action non prise en charge" in r.text
@@ -140,6 +142,20 @@ def test_static_files_are_served(client: TestClient) -> None:
             {"field": "params.x", "param": "x", "reason": "unknown", "accepted": ["a", "b"]},
             "Paramètre inconnu «\u00a0x\u00a0»\u00a0; paramètres acceptés\u00a0: a, b.",
             "Unknown parameter “x”; accepted parameters: a, b.",
+        ),
+        (
+            "invalid_input",
+            422,
+            {"field": "cursor", "reason": "cursor"},
+            "Ce lien de page n'est pas valide\u00a0: revenez à la première page de la liste.",
+            "This page link is not valid: go back to the first page of the list.",
+        ),
+        (
+            "invalid_input",
+            422,
+            {"field": "lang", "reason": "lang", "lang": "xx", "choices": ["fr", "en"]},
+            "Langue inconnue «\u00a0xx\u00a0»\u00a0; langues proposées\u00a0: fr, en.",
+            "Unknown language “xx”; languages offered: fr, en.",
         ),
         (
             "duplicate_run",
@@ -192,3 +208,21 @@ def test_expected_errors_speak_the_visitors_language(
         assert describe(Translator("fr", "Europe/Paris"), info)[1] == (
             "the service's English message"
         )
+
+
+def test_a_tampered_page_link_or_language_form_is_explained_in_french(
+    client: TestClient, team: Team
+) -> None:
+    log_in(client, team.emails[Role.owner])
+    for path in ("/approvals?cursor=x", "/autopilot?cursor=x"):
+        r = client.get(path)
+        assert r.status_code == 422, path
+        assert "Ce lien de page n&#39;est pas valide" in r.text, path  # escaped
+        assert "cursor is not valid" not in r.text, path
+    page = client.get("/")
+    r = client.post(
+        "/lang", data={"lang": "xx", "csrf_token": csrf_of(page.text)}, follow_redirects=False
+    )
+    assert r.status_code == 422
+    assert "Langue inconnue «\u00a0xx\u00a0»" in r.text
+    assert "runhq_lang" not in r.headers.get("set-cookie", "")
