@@ -421,7 +421,7 @@ def approve_run(
         if plan_hash is not None and plan_hash != run.plan_hash:
             raise InvalidTransition(
                 "the plan changed since you looked at it: review the new plan and approve it",
-                details={"plan_hash": run.plan_hash},
+                details={"plan_hash": run.plan_hash, "reason": "plan_changed"},
             )
         values["phase"] = "act"
         expires_at = clock.now() + ttl

@@ -314,7 +314,7 @@ def test_a_stale_plan_hash_is_refused(
     r = _post(client, f"/approvals/{run.id}/approve", {"reason": "ok", "plan_hash": seen})
     assert r.status_code == 409
     assert "Action impossible dans cet état" in r.text
-    assert "the plan changed since you looked at it" in r.text
+    assert "Le plan a changé depuis que vous l&#39;avez consulté" in r.text
     status, phase, decisions = _state(session, run)
     assert (status, phase, decisions) == ("pending_approval", "review", [])
     # A forged form without the hash does not approve it blindly either.

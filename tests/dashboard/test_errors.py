@@ -158,6 +158,13 @@ def test_static_files_are_served(client: TestClient) -> None:
             "Unknown language “xx”; languages offered: fr, en.",
         ),
         (
+            "invalid_transition",
+            409,
+            {"plan_hash": "abc", "reason": "plan_changed"},
+            "Le plan a changé depuis que vous l'avez consulté",
+            "The plan changed since you looked at it",
+        ),
+        (
             "duplicate_run",
             409,
             {"running_run_id": "r-1", "run_type": "SEO_AUDIT", "status": "running"},
