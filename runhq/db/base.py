@@ -44,8 +44,10 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-# JSONB on PostgreSQL (indexable), JSON text elsewhere.
-JSONType = JSON().with_variant(JSONB(), "postgresql")
+# JSONB on PostgreSQL (indexable), JSON text elsewhere. Python's None is SQL NULL, never the
+# JSON document 'null': `output IS NULL` finds the runs without output however they were
+# written (ORM, Core, or runhq.db.compiled).
+JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 def new_id() -> uuid.UUID:

@@ -132,3 +132,44 @@ def test_a_migration_leaving_a_broken_reference_is_rolled_back(at_0008: Engine) 
     assert version == "0008"
     assert "ix_runs_workspace_status" in names
     assert ids
+
+
+def test_json_null_documents_become_sql_null(fresh_database_url: str) -> None:
+    engine = build_engine(fresh_database_url)
+    try:
+        upgrade(engine, "0009")
+        ids = _history(engine)
+        # As Core wrote None before 0010: the JSON document 'null'.
+        literal = "'null'::jsonb" if engine.dialect.name == "postgresql" else "'null'"
+        with engine.begin() as conn:
+            conn.execute(
+                text(f"UPDATE runs SET plan = {literal}, context = {literal} WHERE id = :id"),  # noqa: S608
+                {"id": ids["retry"].hex if engine.dialect.name == "sqlite" else ids["retry"]},
+            )
+            assert conn.execute(text("SELECT count(*) FROM runs WHERE plan IS NULL")).scalar() == 1
+        upgrade(engine)
+        with engine.connect() as conn:
+            nulls = conn.execute(
+                text("SELECT count(*) FROM runs WHERE plan IS NULL AND context IS NULL")
+            ).scalar()
+            kept = conn.execute(text("SELECT count(*) FROM runs WHERE prompt IS NOT NULL")).scalar()
+        assert (nulls, kept) == (2, 1)  # the first run's prompt is a document, and stays
+    finally:
+        engine.dispose()
+
+
+def test_a_new_run_has_sql_nulls_not_json_nulls(at_0008: Engine) -> None:
+    """Created by the service (runhq.db.compiled) or through the ORM: None is SQL NULL."""
+    upgrade(at_0008)
+    ids = _history(at_0008)
+    runs_table = Base.metadata.tables["runs"]
+    columns = ("price", "context", "plan", "action_result")
+    with at_0008.connect() as conn:
+        rows = conn.execute(
+            select(*(runs_table.c[name].is_(None) for name in columns)).where(
+                runs_table.c.id.in_(list(ids.values()))
+            )
+        ).all()
+    assert len(rows) == 2
+    for row in rows:
+        assert all(row), dict(zip(columns, row, strict=True))
