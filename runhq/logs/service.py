@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, Required, TypedDict, Unpack, cast
 
 from sqlalchemy import (
     CTE,
@@ -35,55 +35,39 @@ _TABLE = cast(Table, StructuredLog.__table__)
 _INSERT = insert(_TABLE)
 
 
-def build_log_row(
-    *,
-    message: str,
-    level: LogLevel = LogLevel.info,
-    source: LogSource = LogSource.system,
-    workspace_id: uuid.UUID | None = None,
-    run_id: uuid.UUID | None = None,
-    metadata: dict[str, Any] | None = None,
-    created_at: datetime | None = None,
-) -> dict[str, Any]:
-    """A log line's column values, for ``create_log`` or ``insert_log_after``."""
+class LogLine(TypedDict, total=False):
+    """What a log line says; only the message is required."""
+
+    message: Required[str]
+    level: LogLevel  # default info
+    source: LogSource  # default system
+    workspace_id: uuid.UUID | None
+    run_id: uuid.UUID | None
+    metadata: dict[str, Any] | None
+    created_at: datetime | None  # default now
+
+
+def build_log_row(**line: Unpack[LogLine]) -> dict[str, Any]:
+    """A log line's column values, for ``create_log_row`` or ``insert_log_after``."""
     return {
         "id": new_id(),
-        "workspace_id": workspace_id,
-        "level": level.value,
-        "source": source.value,
-        "message": message,
-        "metadata": metadata or {},
-        "run_id": run_id,
-        "created_at": created_at or clock.now(),
+        "workspace_id": line.get("workspace_id"),
+        "level": line.get("level", LogLevel.info).value,
+        "source": line.get("source", LogSource.system).value,
+        "message": line["message"],
+        "metadata": line.get("metadata") or {},
+        "run_id": line.get("run_id"),
+        "created_at": line.get("created_at") or clock.now(),
     }
 
 
-def create_log(
-    session: Session | Connection,
-    *,
-    message: str,
-    level: LogLevel = LogLevel.info,
-    source: LogSource = LogSource.system,
-    workspace_id: uuid.UUID | None = None,
-    run_id: uuid.UUID | None = None,
-    metadata: dict[str, Any] | None = None,
-    created_at: datetime | None = None,
-) -> uuid.UUID:
+def create_log(session: Session | Connection, **line: Unpack[LogLine]) -> uuid.UUID:
     """Add a log line to the caller's transaction (it commits with the change it describes).
 
     A plain INSERT, not a unit-of-work object: log lines are never read back or updated in
     the transaction that writes them, and this is on every run's hot path.
     """
-    row = build_log_row(
-        message=message,
-        level=level,
-        source=source,
-        workspace_id=workspace_id,
-        run_id=run_id,
-        metadata=metadata,
-        created_at=created_at,
-    )
-    return create_log_row(session, row)
+    return create_log_row(session, build_log_row(**line))
 
 
 _INSERT_COMPILED = Compiled(_INSERT)
