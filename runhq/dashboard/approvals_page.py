@@ -26,9 +26,9 @@ from fastapi import APIRouter, Depends, Form, Query
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from runhq.auth import service as auth
-from runhq.dashboard.i18n import Translator
 from runhq.dashboard.pages import SECURITY_HEADERS, Page, PageDep
 from runhq.dashboard.session import check_csrf
+from runhq.i18n import Translator
 from runhq.registry.service import Registry
 from runhq.runs import service as runs
 from runhq.runs.models import Run, RunStatus

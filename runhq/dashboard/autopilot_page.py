@@ -18,9 +18,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from runhq.dashboard.i18n import Translator
 from runhq.dashboard.pages import SECURITY_HEADERS, PageDep
 from runhq.dashboard.session import check_csrf
+from runhq.i18n import Translator
 from runhq.registry.service import Registry
 from runhq.scheduler import autopilot
 from runhq.scheduler import service as schedules

@@ -29,8 +29,8 @@ from runhq.auth.schemas import Actor
 from runhq.config import Settings
 from runhq.context import service as context
 from runhq.context.connectors.base import ConnectorUnavailable
-from runhq.dashboard.i18n import Translator
 from runhq.dashboard.pages import Page
+from runhq.i18n import Translator
 from runhq.platforms import service as platforms
 from runhq.registry.service import Registry
 from runhq.runs import service as runs

@@ -22,9 +22,9 @@ from fastapi.responses import HTMLResponse
 from runhq.costs import service as costs
 from runhq.costs.models import GLOBAL_SCOPE
 from runhq.costs.schemas import BudgetStatus, CostLine
-from runhq.dashboard.i18n import Translator
 from runhq.dashboard.pages import PageDep
 from runhq.errors import InvalidInput
+from runhq.i18n import Translator
 from runhq.registry.service import Registry
 
 router = APIRouter(include_in_schema=False)

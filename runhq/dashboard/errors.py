@@ -13,10 +13,11 @@ from urllib.parse import quote
 from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 
-from runhq.dashboard.i18n import Translator, get_lang
+from runhq.dashboard.i18n import get_lang
 from runhq.dashboard.pages import SECURITY_HEADERS, html_response, render_template
 from runhq.dashboard.session import is_htmx, local_path_of
 from runhq.errors import RunhqError
+from runhq.i18n import Translator
 from runhq.web.errors import ErrorInfo
 
 TOAST_EVENT = "runhq:toast"

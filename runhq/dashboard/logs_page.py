@@ -25,9 +25,9 @@ from urllib.parse import urlencode
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
 
-from runhq.dashboard.i18n import Translator
 from runhq.dashboard.pages import SECURITY_HEADERS, PageDep
 from runhq.errors import InvalidInput
+from runhq.i18n import Translator
 from runhq.logs import service as logs
 from runhq.logs.models import StructuredLog
 from runhq.logs.schemas import LogLevel, LogSource

@@ -33,8 +33,8 @@ from sqlalchemy.orm import Session
 
 from runhq import clock
 from runhq.auth.schemas import Actor
-from runhq.dashboard.i18n import Translator
 from runhq.dashboard.session import CSRF_FIELD, BrowserDep, BrowserSession
+from runhq.i18n import Translator
 from runhq.runs import service as runs
 from runhq.runtime import Runtime
 from runhq.web.deps import RuntimeDep, SessionDep

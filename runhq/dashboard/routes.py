@@ -14,7 +14,7 @@ from runhq import clock
 from runhq.auth import service as auth
 from runhq.auth.schemas import Actor
 from runhq.dashboard import briefing
-from runhq.dashboard.i18n import LANG_COOKIE, LANGS
+from runhq.dashboard.i18n import LANG_COOKIE
 from runhq.dashboard.pages import SECURITY_HEADERS, PageDep, render_page
 from runhq.dashboard.session import (
     BrowserDep,
@@ -27,6 +27,7 @@ from runhq.dashboard.session import (
 )
 from runhq.db.session import transaction
 from runhq.errors import InvalidInput, NotAuthenticated, PermissionDenied, TooManyLoginAttempts
+from runhq.i18n import LANGS
 from runhq.runtime import Runtime
 from runhq.web.deps import RuntimeDep, SessionDep
 

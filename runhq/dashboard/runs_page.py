@@ -32,10 +32,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from runhq import clock
-from runhq.dashboard.i18n import Translator
 from runhq.dashboard.pages import SECURITY_HEADERS, Page, PageDep
 from runhq.dashboard.session import check_csrf, is_htmx
 from runhq.errors import InvalidInput, NotFound
+from runhq.i18n import Translator
 from runhq.logs import service as logs
 from runhq.pagination import decode_cursor
 from runhq.platforms import service as platforms

@@ -17,7 +17,7 @@ from runhq.auth.models import Role
 from runhq.clock import FrozenClock
 from runhq.costs import service as costs
 from runhq.dashboard.costs_page import bar_class
-from runhq.dashboard.i18n import Translator
+from runhq.i18n import Translator
 from runhq.runs import service as runs
 from runhq.runs.models import RunStatus
 from runhq.runtime import Runtime

@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 
 from runhq.auth.models import Role
 from runhq.dashboard.errors import describe
-from runhq.dashboard.i18n import Translator
 from runhq.dashboard.pages import CONTENT_SECURITY_POLICY
+from runhq.i18n import Translator
 from runhq.runtime import Runtime
 from runhq.web.app import create_app
 from runhq.web.errors import ErrorInfo

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from runhq.auth.models import Role
 from runhq.clock import FrozenClock
 from runhq.dashboard.briefing import CARDS
-from runhq.dashboard.i18n import DASH, LANGS, LOCALES_DIR, Translator, get_catalog
 from runhq.dashboard.pages import BADGES, NAV, TEMPLATES_DIR
+from runhq.i18n import DASH, LANGS, LOCALES_DIR, Translator, get_catalog
 from runhq.runs.models import RunStatus
 from tests.conftest import Team
 from tests.dashboard.conftest import csrf_of, log_in

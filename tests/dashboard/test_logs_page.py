@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from runhq.auth.models import Role
 from runhq.clock import FrozenClock
 from runhq.dashboard import logs_page
-from runhq.dashboard.i18n import LANGS, get_catalog
+from runhq.i18n import LANGS, get_catalog
 from runhq.logs import service as logs
 from runhq.logs.schemas import LogLevel, LogSource
 from runhq.runtime import Runtime

@@ -331,7 +331,7 @@ def test_not_logged_in_goes_to_the_login(client: TestClient) -> None:
 
 
 def test_keys_the_templates_compose_exist() -> None:
-    from runhq.dashboard.i18n import LANGS, get_catalog
+    from runhq.i18n import LANGS, get_catalog
     from runhq.registry.schemas import Risk
 
     needed = [f"registry.risk.{risk.value}" for risk in Risk]

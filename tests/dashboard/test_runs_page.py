@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from runhq import clock
 from runhq.auth.models import Role
-from runhq.dashboard.i18n import Translator
+from runhq.i18n import Translator
 from runhq.runs import service as runs
 from runhq.runs.models import Run, RunStatus
 from runhq.runtime import Runtime
@@ -656,8 +656,8 @@ def test_the_live_rows_and_the_run_page_are_bounded(
 
 def test_keys_the_templates_compose_exist() -> None:
     """Keys built at render time (``'runs.filters.periods.' ~ period`` and the like)."""
-    from runhq.dashboard.i18n import LANGS, get_catalog
     from runhq.dashboard.runs_page import PERIODS
+    from runhq.i18n import LANGS, get_catalog
     from runhq.logs.schemas import LogLevel
 
     needed = [f"runs.filters.periods.{period}" for period in PERIODS]
