@@ -74,6 +74,12 @@ class Settings(BaseSettings):
         description="Business time zone: the months of cost reports and budgets. "
         "Schedules carry their own time zone.",
     )
+    report_language: Literal["fr", "en"] = Field(
+        "fr",
+        description="Language of what runhq writes into run reports: the facts' titles and "
+        "summaries, the offline report, and the language the model is asked to write in. "
+        "The dashboard's own language is each visitor's choice.",
+    )
     executor: Literal["local", "celery"] = Field(
         "local",
         description="Where runs execute. local: a thread pool in the server process; "

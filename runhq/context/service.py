@@ -22,6 +22,7 @@ from runhq.context.connectors.web_search import fetch_web_search_facts
 from runhq.context.schemas import ContextRequest, Fact
 from runhq.costs import service as costs
 from runhq.db.session import is_reader
+from runhq.i18n import Translator
 from runhq.logs import service as logs
 from runhq.platforms import service as platforms
 from runhq.runs import service as runs
@@ -29,6 +30,11 @@ from runhq.runs import service as runs
 logger = logging.getLogger(__name__)
 
 Provider = Callable[[ContextRequest], Fact]
+
+
+def _texts(req: ContextRequest) -> Translator:
+    """The facts are written in the report language (``RUNHQ_REPORT_LANGUAGE``)."""
+    return Translator(req.settings.report_language, req.settings.timezone)
 
 
 def _recent_runs(req: ContextRequest) -> Fact:
@@ -42,13 +48,13 @@ def _recent_runs(req: ContextRequest) -> Fact:
     total = sum(s["total"] for s in stats)
     completed = sum(s["by_status"].get("completed", 0) for s in stats)
     failed = sum(s["by_status"].get("failed", 0) for s in stats)
-    summary = (
-        f"{total} runs in the last 7 days ({completed} completed, {failed} failed) "
-        f"across {len(stats)} run type/platform pairs."
+    tr = _texts(req)
+    summary = tr.tn(
+        "facts.recent_runs.summary", total, completed=completed, failed=failed, pairs=len(stats)
     )
     return Fact(
         source="recent_runs",
-        title="Recent runs (7 days)",
+        title=tr.t("facts.recent_runs.title"),
         status="ok",
         summary=summary,
         data={
@@ -68,10 +74,6 @@ def _recent_runs(req: ContextRequest) -> Fact:
             ],
         },
     )
-
-
-def _plural(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 # Failures of one run type on one platform within 24 h that make them recurring (release gate).
@@ -96,16 +98,15 @@ def _failures(req: ContextRequest) -> Fact:
         ),
         key=lambda r: (-r["failures"], r["run_type"], r["platform_key"] or ""),
     )
+    tr = _texts(req)
     if failed_7d:
         worst = ", ".join(f"{k} ×{v}" for k, v in sorted(by_type.items(), key=lambda i: -i[1])[:3])
-        summary = (
-            f"{_plural(failed_24h, 'failed run')} in 24 h, {failed_7d} in 7 days (most: {worst})."
-        )
+        summary = tr.tn("facts.failures.summary", failed_24h, week=failed_7d, worst=worst)
     else:
-        summary = "No failed runs in the last 7 days."
+        summary = tr.t("facts.failures.none")
     return Fact(
         source="failures",
-        title="Failures",
+        title=tr.t("facts.failures.title"),
         status="ok",
         summary=summary,
         data={
@@ -130,16 +131,20 @@ def _failures(req: ContextRequest) -> Fact:
 def _costs(req: ContextRequest) -> Fact:
     report = costs.get_cost_report(req.session, req.workspace_id, tz=req.settings.timezone)
     budget = next((b for b in report.budgets if b.scope == "global"), None)
-    summary = f"€{report.total_cost:.2f} spent on {report.runs} runs in {report.month}"
+    tr = _texts(req)
+    spent = {"spent": tr.money(report.total_cost), "runs": report.runs, "month": report.month}
     if budget is not None:
-        summary += (
-            f" of a €{budget.monthly_limit_eur:.2f} budget (€{budget.remaining_eur:.2f} remaining)."
+        summary = tr.t(
+            "facts.costs.with_budget",
+            **spent,
+            limit=tr.money(budget.monthly_limit_eur),
+            remaining=tr.money(budget.remaining_eur),
         )
     else:
-        summary += " (no monthly budget set)."
+        summary = tr.t("facts.costs.without_budget", **spent)
     return Fact(
         source="costs",
-        title="AI costs this month",
+        title=tr.t("facts.costs.title"),
         status="ok",
         summary=summary,
         data=report.model_dump(mode="json"),
@@ -157,12 +162,18 @@ def _log_errors(req: ContextRequest) -> Fact:
     errors = sum(n for _, level, n in counts if level == "error")
     warns = sum(n for _, level, n in counts if level == "warn")
     rate = errors / total if total else 0.0
+    tr = _texts(req)
     return Fact(
         source="log_errors",
-        title="Log errors (24 h)",
+        title=tr.t("facts.log_errors.title"),
         status="ok",
-        summary=f"{errors} errors and {warns} warnings in {total} log lines over 24 h "
-        f"(error rate {rate:.1%}).",
+        summary=tr.t(
+            "facts.log_errors.summary",
+            errors=errors,
+            warnings=warns,
+            total=total,
+            rate=tr.percent(rate),
+        ),
         data={
             "total": total,
             "errors": errors,
@@ -185,14 +196,15 @@ def _log_errors(req: ContextRequest) -> Fact:
 def _pending_approvals(req: ContextRequest) -> Fact:
     pending = runs.list_pending_approval(req.session, req.workspace_id)
     oldest_h = int((req.now - pending[0].created_at).total_seconds() // 3600) if pending else 0
+    tr = _texts(req)
     summary = (
-        f"{len(pending)} gated runs wait for an owner (oldest {oldest_h} h)."
+        tr.tn("facts.pending_approvals.summary", len(pending), hours=oldest_h)
         if pending
-        else "No run is waiting for approval."
+        else tr.t("facts.pending_approvals.none")
     )
     return Fact(
         source="pending_approvals",
-        title="Pending approvals",
+        title=tr.t("facts.pending_approvals.title"),
         status="ok",
         summary=summary,
         data={
@@ -214,11 +226,12 @@ def _pending_approvals(req: ContextRequest) -> Fact:
 def _agents(req: ContextRequest) -> Fact:
     stats = runs.get_agent_stats(req.session, req.workspace_id, since=req.now - timedelta(days=30))
     active = [s for s in stats if s["runs"]]
+    tr = _texts(req)
     return Fact(
         source="agents",
-        title="Agent activity (30 days)",
+        title=tr.t("facts.agents.title"),
         status="ok",
-        summary=f"{len(active)} agents ran in the last 30 days.",
+        summary=tr.tn("facts.agents.summary", len(active)),
         data={"window_days": 30, "agents": stats},
     )
 
@@ -230,12 +243,14 @@ def _platforms(req: ContextRequest) -> Fact:
         if req.platform_key
         else all_platforms
     )
+    tr = _texts(req)
     if not chosen:
-        what = f"platform {req.platform_key!r}" if req.platform_key else "any platform"
         return _unavailable(
+            req,
             "platforms",
-            "Platform health",
-            f"no health checks configured for {what} (runhq platforms add)",
+            tr.t("facts.platforms.not_configured_one", platform=req.platform_key)
+            if req.platform_key
+            else tr.t("facts.platforms.not_configured_any"),
         )
     ids = [p.id for p in chosen]
     day = platforms.get_uptime(req.session, ids, req.now - timedelta(hours=24))
@@ -277,27 +292,33 @@ def _platforms(req: ContextRequest) -> Fact:
             }
         )
     ratios = [float(ok / n) for n, ok in day.values() if n]
-    avg = f"{sum(ratios) / len(ratios):.2%}" if ratios else "no checks yet"
-    summary = f"{len(rows)} platform(s) watched, average uptime 24 h {avg}; " + (
-        f"open incident on {', '.join(down)}." if down else "no open incident."
+    avg = tr.percent(sum(ratios) / len(ratios), 2) if ratios else tr.t("facts.platforms.no_checks")
+    incidents = (
+        tr.t("facts.platforms.open_incident", platforms=", ".join(down))
+        if down
+        else tr.t("facts.platforms.no_incident")
     )
+    summary = tr.tn("facts.platforms.summary", len(rows), uptime=avg, incidents=incidents)
     return Fact(
         source="platforms",
-        title="Platform health",
+        title=tr.t("facts.platforms.title"),
         status="ok",
         summary=summary,
         data={"platforms": rows},
     )
 
 
-def _unavailable(source: str, title: str, reason: str, *, configured: bool = True) -> Fact:
+def _unavailable(req: ContextRequest, source: str, reason: str, *, configured: bool = True) -> Fact:
     """A source that gave nothing. ``configured=False``: it is not set up here (the facts it
     would give do not apply), as opposed to set up but failing (they are unknown)."""
+    tr = _texts(req)
+    key = f"facts.{source}.title"
+    title = tr.t(key) if tr.has(key) else source.replace("_", " ").capitalize()
     return Fact(
         source=source,
         title=title,
         status="unavailable",
-        summary=f"{title}: unavailable ({reason}).",
+        summary=tr.t("facts.unavailable", title=title, reason=reason),
         data={} if configured else {"configured": False},
         reason=reason,
     )
@@ -332,34 +353,34 @@ def get_stripe_facts(
 
 
 def _stripe(req: ContextRequest) -> Fact:
-    title = "Revenue (Stripe)"
+    tr = _texts(req)
     try:
         data = get_stripe_facts(req.settings)
     except ConnectorUnavailable as exc:
-        return _unavailable(
-            "stripe", title, exc.reason, configured=exc.reason != STRIPE_NOT_CONFIGURED
-        )
-    mrr = ", ".join(f"{v:,.2f} {c.upper()}" for c, v in sorted(data.get("mrr", {}).items()))
+        if exc.reason == STRIPE_NOT_CONFIGURED:
+            return _unavailable(
+                req, "stripe", tr.t("facts.stripe.not_configured"), configured=False
+            )
+        return _unavailable(req, "stripe", exc.reason)
+    mrr = ", ".join(tr.money(v, c) for c, v in sorted(data.get("mrr", {}).items()))
     return Fact(
         source="stripe",
-        title=title,
+        title=tr.t("facts.stripe.title"),
         status="ok",
-        summary=f"MRR {mrr or '0'} from {data.get('active_subscriptions', 0)} active "
-        f"subscriptions.",
+        summary=tr.t(
+            "facts.stripe.summary",
+            mrr=mrr or tr.money(0),
+            subscriptions=data.get("active_subscriptions", 0),
+        ),
         data=data,
     )
 
 
 def _github(req: ContextRequest) -> Fact:
-    title = "Engineering activity (GitHub)"
+    tr = _texts(req)
     repo = req.settings.github_repository
     if not repo:
-        return _unavailable(
-            "github",
-            title,
-            "no repository configured (RUNHQ_GITHUB_REPOSITORY)",
-            configured=False,
-        )
+        return _unavailable(req, "github", tr.t("facts.github.not_configured"), configured=False)
     token = req.settings.github_token
     try:
         with _http(req) as client:
@@ -371,33 +392,32 @@ def _github(req: ContextRequest) -> Fact:
                 now=req.now,
             )
     except (ConnectorUnavailable, ValueError) as exc:
-        return _unavailable("github", title, getattr(exc, "reason", str(exc)))
+        return _unavailable(req, "github", getattr(exc, "reason", str(exc)))
+    rate = data.get("workflow_runs", {}).get("failure_rate")
     return Fact(
         source="github",
-        title=title,
+        title=tr.t("facts.github.title"),
         status="ok",
-        summary=f"GitHub {repo}: {_short(data)}",
+        summary=tr.t(
+            "facts.github.summary",
+            repository=repo,
+            commits=data.get("commits", {}).get("count", 0),
+            days=data.get("window_days", 7),
+            prs=data.get("pull_requests", {}).get("open_count", 0),
+            ci=tr.t("facts.github.ci", rate=tr.percent(rate, 0))
+            if isinstance(rate, int | float)
+            else "",
+        ),
         data=data,
     )
 
 
-def _short(data: dict[str, Any]) -> str:
-    commits = data.get("commits", {}).get("count", 0)
-    prs = data.get("pull_requests", {}).get("open_count", 0)
-    rate = data.get("workflow_runs", {}).get("failure_rate")
-    ci = f", CI failure rate {rate:.0%}" if isinstance(rate, int | float) else ""
-    return f"{commits} commits in {data.get('window_days', 7)} days, {prs} open PRs{ci}."
-
-
 def _web_search(req: ContextRequest) -> Fact:
-    title = "Web search"
+    tr = _texts(req)
     key = req.settings.web_search_api_key
     if key is None:
         return _unavailable(
-            "web_search",
-            title,
-            "web search is not configured (RUNHQ_WEB_SEARCH_API_KEY)",
-            configured=False,
+            req, "web_search", tr.t("facts.web_search.not_configured"), configured=False
         )
     try:
         with _http(req) as client:
@@ -408,12 +428,12 @@ def _web_search(req: ContextRequest) -> Fact:
                 base_url=req.settings.web_search_base_url,
             )
     except ConnectorUnavailable as exc:
-        return _unavailable("web_search", title, exc.reason)
+        return _unavailable(req, "web_search", exc.reason)
     return Fact(
         source="web_search",
-        title=title,
+        title=tr.t("facts.web_search.title"),
         status="ok",
-        summary=f"{len(data.get('results', []))} web results for {req.topic!r}.",
+        summary=tr.tn("facts.web_search.summary", len(data.get("results", [])), topic=req.topic),
         data=data,
     )
 
@@ -452,9 +472,8 @@ def gather_context(req: ContextRequest, names: list[str]) -> dict[str, Any]:
                     fact = provider(req)
         except Exception as exc:  # one broken source must not sink the run
             logger.exception("context provider %s failed", name)
-            fact = _unavailable(
-                name, name.replace("_", " ").capitalize(), f"internal error: {type(exc).__name__}"
-            )
+            error = _texts(req).t("facts.internal_error", error=type(exc).__name__)
+            fact = _unavailable(req, name, error)
         facts[name] = fact.to_dict()
     return {
         "gathered_at": req.now.isoformat(),

@@ -22,6 +22,7 @@ from tenacity import (
 )
 
 from runhq.config import ModelConfig, Settings
+from runhq.i18n import Translator
 from runhq.llm.output import OutputInvalid, parse_report
 
 logger = logging.getLogger(__name__)
@@ -352,22 +353,23 @@ def render_facts(data: Any, depth: int = 0) -> str:
     return text
 
 
-def render_offline(*, label: str, sections: list[str], context: dict[str, Any]) -> Completion:
-    """The offline provider: the gathered facts as a structured report, saying so."""
+def render_offline(
+    *, label: str, sections: list[str], context: dict[str, Any], lang: str = "fr"
+) -> Completion:
+    """The offline provider: the gathered facts as a structured report, saying so; its own
+    sentences in ``lang`` (the report language; the facts come written in it)."""
+    tr = Translator(lang)
     facts: dict[str, dict[str, Any]] = context.get("facts", {})
     ok = [f for f in facts.values() if f.get("status") == "ok"]
     missing = [f for f in facts.values() if f.get("status") != "ok"]
-    summary_parts = [
-        f"{label} — offline report (no model configured): the facts below "
-        "are reported as gathered, without AI analysis."
-    ]
+    summary_parts = [tr.t("report.offline_summary", label=label)]
     summary_parts += [f["summary"] for f in ok]
     if missing:
-        summary_parts.append(
-            "Unavailable sources: "
-            + ", ".join(f"{f['title']} ({f.get('reason')})" for f in missing)
-            + "."
+        sources = ", ".join(
+            tr.t("report.unavailable_source", title=f["title"], reason=f.get("reason"))
+            for f in missing
         )
+        summary_parts.append(tr.t("report.unavailable_sources", sources=sources))
     rendered = []
     for fact in facts.values():
         body = fact["summary"]
@@ -377,12 +379,13 @@ def render_offline(*, label: str, sections: list[str], context: dict[str, Any]) 
     return Completion(
         output={
             "executive_summary": " ".join(summary_parts),
-            "sections": rendered or [{"title": "Facts", "content": "No facts were gathered."}],
-            "recommendations": [
-                "Configure a model (RUNHQ_LLM_BASE_URL / RUNHQ_LLM_API_KEY) to get analysis "
-                f"and recommendations for: {', '.join(sections)}."
+            "sections": rendered
+            or [{"title": tr.t("report.facts"), "content": tr.t("report.no_facts")}],
+            "recommendations": [tr.t("report.configure_model", sections=", ".join(sections))],
+            "risks": [
+                tr.t("report.risk_unavailable", title=f["title"], reason=f.get("reason"))
+                for f in missing
             ],
-            "risks": [f"{f['title']} unavailable: {f.get('reason')}" for f in missing],
             "offline": True,
         },
         model_used=OFFLINE,

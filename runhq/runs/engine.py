@@ -70,14 +70,21 @@ class _Prepared:
     prompt: dict[str, Any]  # {messages, model, fallback_model}: what the model is sent
 
 
+# The report language (RUNHQ_REPORT_LANGUAGE) as the prompt names it.
+LANGUAGE_NAMES = {"fr": "French", "en": "English"}
+
+
 def build_messages(
-    spec: RunTypeSpec, persona: str, context: dict[str, Any], lang: str = "en"
+    spec: RunTypeSpec, persona: str, context: dict[str, Any], lang: str = "fr"
 ) -> list[dict[str, str]]:
-    """The prompt: the agent's persona and task as system, the facts (JSON) as user."""
+    """The prompt: the agent's persona and task as system, the facts (JSON) as user. The
+    instructions are in English; the report is asked for in ``lang``."""
     system = (
         f"{persona}\n\n## Task: {spec.label.en}\n{spec.task_prompt}\n\n"
         f"Steps: {'; '.join(spec.steps)}.\n\n"
-        f"{format_instructions(spec.output_sections, gate=spec.gate)}"
+        f"{format_instructions(spec.output_sections, gate=spec.gate)}\n"
+        f"Write every text of the report in {LANGUAGE_NAMES[lang]}; keep the JSON keys and "
+        "the verdict values as specified."
     )
     user = "Facts gathered for this run (JSON). Base every statement on them.\n" + json.dumps(
         context, ensure_ascii=False, default=str
@@ -318,7 +325,7 @@ class Engine:
             )
             context = gather_context(req, spec.context)
         persona = self.registry.agents[spec.agent].persona
-        messages = build_messages(spec, persona, context)
+        messages = build_messages(spec, persona, context, self.settings.report_language)
         prompt = {"messages": messages, "model": spec.model, "fallback_model": spec.fallback_model}
         return _Prepared(spec=spec, context=context, prompt=prompt)
 
@@ -328,7 +335,10 @@ class Engine:
         spec = prepared.spec
         if self.gateway.offline:
             return render_offline(
-                label=spec.label.en, sections=spec.output_sections, context=prepared.context
+                label=spec.label.get(self.settings.report_language),
+                sections=spec.output_sections,
+                context=prepared.context,
+                lang=self.settings.report_language,
             )
         return self.gateway.complete(
             model=spec.model,

@@ -107,7 +107,7 @@ def test_run_inline_completes_from_the_demo_data(initialised: Cli) -> None:
     run = json.loads(out)
     assert run["status"] == "completed"
     assert run["model_used"] == "offline"
-    assert "runs in the last 7 days" in run["executive_summary"]
+    assert "runs ces 7 derniers jours" in run["executive_summary"]  # in the report language
     code, out, _ = initialised("show", run["id"], "--json")
     assert json.loads(out)["context"]["facts"]["recent_runs"]["data"]["total"] > 0
 

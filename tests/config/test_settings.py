@@ -60,3 +60,17 @@ def test_bad_environment_is_one_clear_message(monkeypatch: pytest.MonkeyPatch) -
 def test_offline_unless_a_model_is_configured() -> None:
     assert not _settings().llm_configured
     assert _settings(llm_base_url="http://127.0.0.1:1/v1").llm_configured
+
+
+def test_an_unknown_report_language_is_refused_at_start_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RUNHQ_REPORT_LANGUAGE", "de")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(ConfigurationError) as info:
+            get_settings()
+    finally:
+        get_settings.cache_clear()
+    assert "RUNHQ_REPORT_LANGUAGE" in info.value.message
+    assert "'fr' or 'en'" in info.value.message

@@ -65,7 +65,7 @@ def test_a_broken_provider_does_not_sink_the_others(
         gathered = context.gather_context(req, ["broken", "recent_runs", "costs"])
     facts = gathered["facts"]
     assert facts["broken"]["status"] == "unavailable"
-    assert "internal error" in facts["broken"]["summary"] + str(facts["broken"])
+    assert facts["broken"]["reason"] == "erreur interne\u00a0: OperationalError"
     assert facts["recent_runs"]["status"] == "ok"
     assert facts["costs"]["status"] == "ok"
 
@@ -142,3 +142,63 @@ def test_the_platforms_fact_costs_the_same_queries_for_one_or_many_platforms(
     assert len(many) == len(few)
     assert str(one).count("is down") >= 1
     assert all(f"p{n} is down" in str(five) for n in range(5))
+
+
+@pytest.mark.parametrize(
+    ("lang", "texts"),
+    [
+        (
+            "fr",
+            {
+                "recent_runs": ("Runs récents (7 jours)", "0 run ces 7 derniers jours"),
+                "failures": ("Échecs", "Aucun run en échec ces 7 derniers jours."),
+                "pending_approvals": ("Approbations en attente", "Aucun run n'attend"),
+                "agents": ("Activité des agents (30 jours)", "0 agent a travaillé"),
+                "costs": ("Coûts IA du mois", "0,00\u00a0€ dépensés sur 0 runs"),
+                "log_errors": ("Erreurs des logs (24 h)", "taux d'erreur\u00a0: 0,0\u00a0%"),
+                "stripe": ("Chiffre d'affaires (Stripe)", "Stripe n'est pas configuré"),
+            },
+        ),
+        (
+            "en",
+            {
+                "recent_runs": ("Recent runs (7 days)", "0 runs in the last 7 days"),
+                "failures": ("Failures", "No failed runs in the last 7 days."),
+                "pending_approvals": ("Pending approvals", "No run is waiting for approval."),
+                "agents": ("Agent activity (30 days)", "0 agents ran in the last 30 days."),
+                "costs": ("AI costs this month", "€0.00 spent on 0 runs"),
+                "log_errors": ("Log errors (24 h)", "(error rate 0.0%)"),
+                "stripe": ("Revenue (Stripe)", "Stripe is not configured"),
+            },
+        ),
+    ],
+)
+def test_facts_are_written_in_the_report_language(
+    lang: str,
+    texts: dict[str, tuple[str, str]],
+    tmp_path: Path,
+    fresh_database_url: str,
+    factories: dict[str, sessionmaker[Session]],
+) -> None:
+    with factories["transaction"]() as setup:
+        team = make_team(setup)
+        setup.commit()
+    settings = make_settings(tmp_path, fresh_database_url, report_language=lang)
+    with factories["reader"]() as session:
+        req = ContextRequest(
+            session=session,
+            settings=settings,
+            workspace_id=team.workspace_id,
+            run_id=uuid.uuid4(),
+            run_type="DAILY_EXECUTIVE_BRIEF",
+            platform_key=None,
+            params={},
+            topic="x",
+            now=clock.now(),
+        )
+        facts = context.gather_context(req, list(texts))["facts"]
+    for name, (title, summary) in texts.items():
+        assert facts[name]["title"] == title, name
+        assert summary in facts[name]["summary"], (name, facts[name]["summary"])
+    # The data stays language-free: the same keys and numbers in either language.
+    assert facts["recent_runs"]["data"]["total"] == 0

@@ -337,3 +337,13 @@ def browser_log_in(page: Page, email: str, password: str = PASSWORD) -> None:
     page.get_by_label(re.compile("e-mail|email", re.I)).fill(email)
     page.get_by_label(re.compile("mot de passe|password", re.I)).fill(password)
     page.locator("form[action='/login'] button[type=submit]").click()
+
+
+# A figure shown as NaN or None, as a word: a random CSRF token in the page may contain the
+# letters (``…ZNaNH2…``) without being one.
+_BLANK_FIGURE = re.compile(r"\b(NaN|None)\b")
+
+
+def assert_no_blank_figures(html: str) -> None:
+    found = _BLANK_FIGURE.search(html)
+    assert found is None, html[max(0, found.start() - 80) : found.end() + 80] if found else ""

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from markupsafe import escape
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
@@ -112,7 +113,7 @@ def test_the_latest_daily_brief_is_rendered(
     assert f"/runs/{older.id}" not in brief
     assert "Rapport hors ligne" in brief  # offline provider, said plainly
     for section in run.output["sections"]:
-        assert f"<summary>{section['title']}</summary>" in brief
+        assert f"<summary>{escape(section['title'])}</summary>" in brief
     assert "Recommandations" in brief
     summary = run.output["executive_summary"].split(":")[0]
     assert summary.replace("'", "&#39;") in brief

@@ -22,7 +22,7 @@ from runhq.runs import service as runs
 from runhq.runs.models import RunStatus
 from runhq.runtime import Runtime
 from tests.conftest import Team, counted_statements
-from tests.dashboard.conftest import log_in
+from tests.dashboard.conftest import assert_no_blank_figures, log_in
 
 NBSP = "\u00a0"
 #: Mid-November 2026 in Paris: "this month" is 2026-11.
@@ -122,8 +122,7 @@ def test_the_figures_are_the_services(
     assert runtime.registry.get("SEO_AUDIT").label.fr in html
     assert f"2 runs · coût moyen 0,15{NBSP}€" in html
     assert 'class="cost-bar__fill bar--100"' in html  # CODE_REVIEW, the largest
-    assert "NaN" not in html
-    assert "None" not in html
+    assert_no_blank_figures(html)
 
 
 def test_english(client: TestClient, session: Session, runtime: Runtime, team: Team) -> None:

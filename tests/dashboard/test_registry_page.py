@@ -22,7 +22,7 @@ from runhq.runs import service as runs
 from runhq.runs.models import Run, RunStatus
 from runhq.runtime import Runtime
 from tests.conftest import Team, counted_statements
-from tests.dashboard.conftest import csrf_of, log_in
+from tests.dashboard.conftest import assert_no_blank_figures, csrf_of, log_in
 
 HTMX = {"HX-Request": "true"}
 _TYPE_RE = re.compile(r'<tr id="type-([A-Z0-9_]+)" data-run-type="\1">(.*?)</tr>', re.S)
@@ -35,8 +35,7 @@ def _types(html: str) -> dict[str, str]:
 def _registry(client: TestClient, url: str = "/registry") -> str:
     r = client.get(url)
     assert r.status_code == 200, r.text
-    assert "NaN" not in r.text
-    assert "None" not in r.text
+    assert_no_blank_figures(r.text)
     return r.text
 
 

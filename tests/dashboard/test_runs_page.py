@@ -26,6 +26,7 @@ from tests.conftest import Team, counted_statements, make_team
 from tests.dashboard.conftest import (
     add_platform,
     add_run,
+    assert_no_blank_figures,
     csrf_of,
     log_in,
     run_daily_brief,
@@ -42,8 +43,7 @@ def _row_ids(html: str) -> list[str]:
 def _page(client: TestClient, url: str = "/runs", status: int = 200) -> str:
     r = client.get(url)
     assert r.status_code == status, r.text
-    assert "NaN" not in r.text
-    assert "None" not in r.text
+    assert_no_blank_figures(r.text)
     return r.text
 
 
@@ -448,14 +448,17 @@ def test_a_completed_run_page(
     assert "offline" in html  # the model used
     assert "gemini-2.5-pro" in html  # the model planned
     french = Translator("fr")
-    for key, fact in run.context["facts"].items():
+    for key in run.context["facts"]:
         assert f'data-fact="{key}"' in html
-        title = french.t(f"run.facts.source.{key}")  # stored in English, shown in French
-        assert str(escape(title)) in html
-        assert title != fact["title"]
+        assert str(escape(french.t(f"run.facts.source.{key}"))) in html
+    # Stored in the report language (French by default), titled in the visitor's.
+    client.cookies.set("runhq_lang", "en")
+    english_page = client.get(f"/runs/{run.id}").text
+    for key in run.context["facts"]:
+        assert str(escape(Translator("en").t(f"run.facts.source.{key}"))) in english_page
     assert '<pre class="json">' in html
     for section in run.output["sections"]:
-        assert f"<summary>{section['title']}</summary>" in html
+        assert f"<summary>{escape(section['title'])}</summary>" in html
     assert "hx-trigger" not in html  # finished: nothing to poll
     assert 'data-action="retry"' not in html
     assert 'data-action="cancel"' not in html

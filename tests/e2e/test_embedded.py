@@ -91,8 +91,9 @@ def test_daily_brief_completes_offline_from_demo_data(server: str, env: dict[str
     assert run["status"] == "completed"
     assert run["model_used"] == "offline"
     summary = run["executive_summary"]
-    assert "offline" in summary
-    assert "runs in the last 7 days" in summary  # built from the demo history
+    # In the report language (French by default), built from the demo history.
+    assert "rapport hors ligne" in summary
+    assert "runs ces 7 derniers jours" in summary
     assert "budget" in summary
 
 

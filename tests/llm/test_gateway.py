@@ -236,14 +236,22 @@ def test_offline_report_says_it_is_offline_and_lists_unavailable_sources() -> No
             },
         }
     }
-    c = render_offline(label="Daily brief", sections=["A", "B"], context=context)
+    c = render_offline(label="Daily brief", sections=["A", "B"], context=context, lang="en")
     assert c.model_used == "offline"
     assert c.cost_eur == 0
     summary = c.output["executive_summary"]
-    assert "offline" in summary
+    assert "offline report" in summary
     assert "2 failed runs in 24 h." in summary
-    assert "Stripe is not configured" in summary
+    assert "Unavailable sources: Revenue (Stripe) (Stripe is not configured)." in summary
+    assert c.output["risks"] == ["Revenue (Stripe) unavailable: Stripe is not configured"]
     parse_report(json.dumps(c.output))  # the offline report honours the same schema
+    # Its own sentences in the report language (French by default); the facts as written.
+    fr = render_offline(label="Brief", sections=["A"], context=context).output
+    assert fr["executive_summary"].startswith("Brief — rapport hors ligne (aucun modèle")
+    assert "Sources indisponibles\u00a0: Revenue (Stripe)" in fr["executive_summary"]
+    assert fr["recommendations"][0].startswith("Configurez un modèle")
+    empty = render_offline(label="Brief", sections=["A"], context={"facts": {}}).output
+    assert empty["sections"] == [{"title": "Faits", "content": "Aucun fait n'a été recueilli."}]
 
 
 def test_offline_sections_read_as_lines_not_json() -> None:

@@ -16,6 +16,7 @@ from runhq.auth.schemas import Actor
 from runhq.logs.models import StructuredLog
 from runhq.registry.service import get_registry
 from runhq.runs import service as runs
+from runhq.runs.engine import build_messages
 from runhq.runs.models import Run, RunStatus
 from runhq.runtime import Runtime
 from tests.conftest import Team, make_runtime, make_settings
@@ -77,7 +78,8 @@ def test_every_type_completes_offline(
     session.refresh(run)
     assert run.model_used == "offline"
     assert run.executive_summary
-    assert "offline" in run.executive_summary
+    # In the report language (French by default), saying it is the offline report.
+    assert "rapport hors ligne" in run.executive_summary
     assert run.actual_cost == 0.0
     assert run.context is not None
     assert set(run.context["facts"]) == set(REGISTRY.run_types[run_type].context)
@@ -150,6 +152,17 @@ def test_every_type_completes_against_the_fake_model(
     assert json.loads(user.split("\n", 1)[1])["facts"].keys() == set(spec.context)
     assert run.prompt is not None
     assert run.prompt["messages"][0]["content"] == system
+    # The model is asked to write in the report language (French by default).
+    assert "Write every text of the report in French" in system
+
+
+def test_the_prompt_asks_for_the_report_language() -> None:
+    spec = REGISTRY.run_types["DAILY_EXECUTIVE_BRIEF"]
+    persona = REGISTRY.agents[spec.agent].persona
+    for lang, name in (("fr", "French"), ("en", "English")):
+        system = build_messages(spec, persona, {"facts": {}}, lang)[0]["content"]
+        assert f"Write every text of the report in {name}" in system
+        assert system.index("Answer with ONE JSON object") < system.index("Write every text")
 
 
 def test_model_failure_fails_the_run_with_a_sanitised_error(
