@@ -215,7 +215,13 @@ def init(
             ws_id = membership.workspace_id
         added = 0
         if demo and created:
-            added = seed_demo(session, ws_id, rt.registry)
+            added = seed_demo(
+                session,
+                ws_id,
+                rt.registry,
+                lang=rt.settings.report_language,
+                tz=rt.settings.timezone,
+            )
             owner_actor = Actor(user_id=owner_user.id, workspace_id=ws_id, role=Role.owner)
             seed_demo_setup(session, owner_actor, rt.registry, base_url=rt.settings.public_base_url)
     db = rt.settings.resolved_database_url.split("@")[-1]

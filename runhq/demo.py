@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from runhq import clock
 from runhq.auth.schemas import Actor
 from runhq.costs import service as costs
+from runhq.i18n import Translator
 from runhq.platforms import service as platforms
 from runhq.registry.service import Registry
 from runhq.runs import service as runs
@@ -29,10 +30,19 @@ _ERRORS = (
 
 
 def seed_demo(
-    session: Session, workspace_id: uuid.UUID, registry: Registry, *, days: int = 14, seed: int = 7
+    session: Session,
+    workspace_id: uuid.UUID,
+    registry: Registry,
+    *,
+    days: int = 14,
+    seed: int = 7,
+    lang: str = "fr",
+    tz: str = "Europe/Paris",
 ) -> int:
-    """Insert the demo history; returns how many runs were added."""
+    """Insert the demo history, its reports' summaries in ``lang`` (the report language);
+    returns how many runs were added."""
     rng = random.Random(seed)  # noqa: S311 - demo figures, not security
+    tr = Translator(lang, tz)
     now = clock.now()
     count = 0
     keys = list(registry.run_types)
@@ -61,9 +71,11 @@ def seed_demo(
                 platform_key=platform,
                 executive_summary=None
                 if failed
-                else (
-                    f"[demo] {spec.label.en} for {created:%d %b}: activity nominal, "
-                    f"{rng.randint(0, 3)} follow-ups for the team."
+                else tr.tn(
+                    "report.demo_summary",
+                    rng.randint(0, 3),
+                    label=spec.label.get(lang),
+                    date=tr.date(created),
                 ),
                 error=rng.choice(_ERRORS) if failed else None,
                 tokens_in=0 if failed else tokens_in,
