@@ -335,18 +335,7 @@ def end_session(session: Session, actor: Actor) -> None:
             created_at=clock.now(),
         )
     )
-    logs.create_log(
-        session,
-        message="auth.logged_out",
-        source=LogSource.system,
-        workspace_id=actor.workspace_id,
-        metadata={
-            "user_id": str(actor.user_id),
-            "by": str(actor.user_id),
-            "via": actor.via,
-            "scope": "session",
-        },
-    )
+    _log_logged_out(session, actor, actor.user_id, scope="session")
 
 
 def purge_ended_sessions(session: Session) -> int:
@@ -364,16 +353,20 @@ def revoke_sessions(session: Session, actor: Actor, user_id: uuid.UUID | None = 
     if target != actor.user_id:
         _check_manages(session, actor, target, "ending another user's sessions")
     _bump_session_epoch(session, target)
+    _log_logged_out(session, actor, target, scope="everywhere")
+
+
+def _log_logged_out(session: Session, actor: Actor, user_id: uuid.UUID, *, scope: str) -> None:
     logs.create_log(
         session,
         message="auth.logged_out",
         source=LogSource.system,
         workspace_id=actor.workspace_id,
         metadata={
-            "user_id": str(target),
+            "user_id": str(user_id),
             "by": str(actor.user_id),
             "via": actor.via,
-            "scope": "everywhere",
+            "scope": scope,
         },
     )
 

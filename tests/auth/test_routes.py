@@ -193,12 +193,16 @@ def test_failed_logins_are_purged_after_a_day(session: Session, runtime: Runtime
     assert session.scalar(select(func.count(LoginFailure.id))) == 0
 
 
+def _logged_in(client: TestClient, email: str) -> dict[str, str]:
+    """The headers of a new login session of ``email``."""
+    return {"Authorization": f"Bearer {_login(client, email, PASSWORD)[1]['access_token']}"}
+
+
 def test_logout_ends_this_session_only(
     client: TestClient, session: Session, runtime: Runtime, team: Team
 ) -> None:
     email = team.emails[auth.Role.operator]
-    first = {"Authorization": f"Bearer {_login(client, email, PASSWORD)[1]['access_token']}"}
-    second = {"Authorization": f"Bearer {_login(client, email, PASSWORD)[1]['access_token']}"}
+    first, second = _logged_in(client, email), _logged_in(client, email)
     _, raw_key = auth.create_api_key(session, team.operator, name="ci")
     session.commit()
 
@@ -231,8 +235,7 @@ def test_logout_everywhere_ends_every_jwt_of_the_user_but_not_api_keys(
     client: TestClient, session: Session, runtime: Runtime, team: Team
 ) -> None:
     email = team.emails[auth.Role.operator]
-    first = {"Authorization": f"Bearer {_login(client, email, PASSWORD)[1]['access_token']}"}
-    second = {"Authorization": f"Bearer {_login(client, email, PASSWORD)[1]['access_token']}"}
+    first, second = _logged_in(client, email), _logged_in(client, email)
     _, raw_key = auth.create_api_key(session, team.operator, name="ci")
     session.commit()
     others = bearer(runtime, team.owner)
@@ -246,7 +249,7 @@ def test_logout_everywhere_ends_every_jwt_of_the_user_but_not_api_keys(
     assert client.get("/api/v1/auth/me", headers=others).status_code == 200  # another user
     key = {"Authorization": f"Bearer {raw_key}"}
     assert client.get("/api/v1/auth/me", headers=key).status_code == 200
-    fresh = {"Authorization": f"Bearer {_login(client, email, PASSWORD)[1]['access_token']}"}
+    fresh = _logged_in(client, email)
     assert client.get("/api/v1/auth/me", headers=fresh).status_code == 200
     lines = session.scalars(
         select(StructuredLog.meta).where(StructuredLog.message == "auth.logged_out")

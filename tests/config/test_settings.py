@@ -43,15 +43,7 @@ def test_partial_model_map_keeps_the_defaults() -> None:
 
 
 def test_bad_environment_is_one_clear_message(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RUNHQ_WORKER_THREADS", "lots")
-    monkeypatch.setenv("RUNHQ_ENV", "staging")
-    get_settings.cache_clear()
-    try:
-        with pytest.raises(ConfigurationError) as info:
-            get_settings()
-    finally:
-        get_settings.cache_clear()
-    message = info.value.message
+    message = _start_up_error(monkeypatch, RUNHQ_WORKER_THREADS="lots", RUNHQ_ENV="staging")
     assert "RUNHQ_WORKER_THREADS" in message
     assert "RUNHQ_ENV" in message
     assert "\n" not in message
@@ -65,12 +57,19 @@ def test_offline_unless_a_model_is_configured() -> None:
 def test_an_unknown_report_language_is_refused_at_start_up(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("RUNHQ_REPORT_LANGUAGE", "de")
+    message = _start_up_error(monkeypatch, RUNHQ_REPORT_LANGUAGE="de")
+    assert "RUNHQ_REPORT_LANGUAGE" in message
+    assert "'fr' or 'en'" in message
+
+
+def _start_up_error(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
+    """The message start-up refuses these environment variables with."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     get_settings.cache_clear()
     try:
         with pytest.raises(ConfigurationError) as info:
             get_settings()
     finally:
         get_settings.cache_clear()
-    assert "RUNHQ_REPORT_LANGUAGE" in info.value.message
-    assert "'fr' or 'en'" in info.value.message
+    return info.value.message

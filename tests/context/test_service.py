@@ -15,6 +15,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from runhq import clock
+from runhq.config import Settings
 from runhq.context import service as context
 from runhq.context.schemas import ContextRequest, Fact
 from runhq.db.migrate import upgrade
@@ -22,6 +23,23 @@ from runhq.db.session import build_engine, make_reader_factory, make_session_fac
 from runhq.platforms import service as platforms
 from runhq.platforms.models import Incident
 from tests.conftest import counted_statements, make_settings, make_team
+
+
+def _request(
+    session: Session, settings: Settings, workspace_id: uuid.UUID, run_type: str, topic: str
+) -> ContextRequest:
+    """What a run of ``run_type`` asks the providers, now, with no platform or parameters."""
+    return ContextRequest(
+        session=session,
+        settings=settings,
+        workspace_id=workspace_id,
+        run_id=uuid.uuid4(),
+        run_type=run_type,
+        platform_key=None,
+        params={},
+        topic=topic,
+        now=clock.now(),
+    )
 
 
 def _broken(req: ContextRequest) -> Fact:
@@ -51,17 +69,7 @@ def test_a_broken_provider_does_not_sink_the_others(
     monkeypatch.setitem(context.PROVIDERS, "broken", _broken)
     settings = make_settings(tmp_path, fresh_database_url)
     with factories[kind]() as session:
-        req = ContextRequest(
-            session=session,
-            settings=settings,
-            workspace_id=team.workspace_id,
-            run_id=uuid.uuid4(),
-            run_type="DAILY_EXECUTIVE_BRIEF",
-            platform_key=None,
-            params={},
-            topic="brief",
-            now=clock.now(),
-        )
+        req = _request(session, settings, team.workspace_id, "DAILY_EXECUTIVE_BRIEF", topic="brief")
         gathered = context.gather_context(req, ["broken", "recent_runs", "costs"])
     facts = gathered["facts"]
     assert facts["broken"]["status"] == "unavailable"
@@ -76,17 +84,7 @@ def test_network_providers_report_unavailable_when_not_configured(
     settings = make_settings(tmp_path, fresh_database_url)
     make: Callable[[], Session] = factories["reader"]
     with make() as session:
-        req = ContextRequest(
-            session=session,
-            settings=settings,
-            workspace_id=uuid.uuid4(),
-            run_id=uuid.uuid4(),
-            run_type="MARKET_WATCH",
-            platform_key=None,
-            params={},
-            topic="x",
-            now=clock.now(),
-        )
+        req = _request(session, settings, uuid.uuid4(), "MARKET_WATCH", topic="x")
         facts = context.gather_context(req, ["stripe", "github", "web_search"])["facts"]
     for name, setting in (
         ("stripe", "RUNHQ_STRIPE_API_KEY"),
@@ -104,17 +102,7 @@ def test_the_platforms_fact_costs_the_same_queries_for_one_or_many_platforms(
     settings = make_settings(tmp_path, database_url)
 
     def gather() -> tuple[dict[str, Any], list[str]]:
-        req = ContextRequest(
-            session=session,
-            settings=settings,
-            workspace_id=team.workspace_id,
-            run_id=uuid.uuid4(),
-            run_type="SECURITY_AUDIT",
-            platform_key=None,
-            params={},
-            topic="x",
-            now=clock.now(),
-        )
+        req = _request(session, settings, team.workspace_id, "SECURITY_AUDIT", topic="x")
         with counted_statements(db_engine) as statements:
             fact = context.gather_context(req, ["platforms"])["facts"]["platforms"]
         return fact, statements
@@ -185,17 +173,7 @@ def test_facts_are_written_in_the_report_language(
         setup.commit()
     settings = make_settings(tmp_path, fresh_database_url, report_language=lang)
     with factories["reader"]() as session:
-        req = ContextRequest(
-            session=session,
-            settings=settings,
-            workspace_id=team.workspace_id,
-            run_id=uuid.uuid4(),
-            run_type="DAILY_EXECUTIVE_BRIEF",
-            platform_key=None,
-            params={},
-            topic="x",
-            now=clock.now(),
-        )
+        req = _request(session, settings, team.workspace_id, "DAILY_EXECUTIVE_BRIEF", topic="x")
         facts = context.gather_context(req, list(texts))["facts"]
     for name, (title, summary) in texts.items():
         assert facts[name]["title"] == title, name
