@@ -176,8 +176,8 @@ def test_platform_facts_reach_the_status_review(
     session.refresh(run)
     fact = run.context["facts"]["platforms"] if run.context else {}
     assert fact["status"] == "ok"
-    assert "open incident on app" in fact["summary"]
-    assert "open incident on app" in (run.executive_summary or "")
+    assert "incident ouvert sur app." in fact["summary"]  # in the report language
+    assert "incident ouvert sur app." in (run.executive_summary or "")
 
 
 def test_platform_update_and_check_bad_inputs(
