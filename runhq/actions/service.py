@@ -24,6 +24,7 @@ from runhq.actions.connectors.stripe import change_price
 from runhq.actions.connectors.webhook import deploy_webhook
 from runhq.config import Settings
 from runhq.errors import NotFound
+from runhq.i18n import Translator
 from runhq.platforms import service as platforms
 from runhq.registry.schemas import RunTypeSpec
 from runhq.runs import service as runs
@@ -244,7 +245,11 @@ def _change_price(run: Run, settings: Settings) -> ActionResult:
 
 
 def gate_verdict(
-    context: dict[str, Any], platform_key: str | None, *, exempt_types: Collection[str] = ()
+    context: dict[str, Any],
+    platform_key: str | None,
+    *,
+    exempt_types: Collection[str] = (),
+    lang: str = "fr",
 ) -> tuple[str, list[str]]:
     """The release gate by rule, from the gathered facts (offline, or no model verdict).
 
@@ -253,8 +258,10 @@ def gate_verdict(
     (``exempt_types``: the gates and actions themselves, so that a refused deployment does not
     block the gate that would let the next one through), on CI failing over 20 %, and on a CI
     status that could not be read although GitHub is configured (unknown is never a pass;
-    GitHub not configured: CI is not checked, and the reasons say so).
+    GitHub not configured: CI is not checked, and the reasons say so). The reasons are in
+    ``lang``, the report language.
     """
+    tr = Translator(lang)
     facts = context.get("facts", {})
     reasons: list[str] = []
     notes: list[str] = []
@@ -267,29 +274,38 @@ def gate_verdict(
             platform_key is None or row.get("platform_key") == platform_key
         ):
             reasons.append(
-                f"open incident on {row['platform_key']}: {row['open_incident']['reason']}"
+                tr.t(
+                    "report.gate.open_incident",
+                    platform=row["platform_key"],
+                    reason=row["open_incident"]["reason"],
+                )
             )
     for row in facts.get("failures", {}).get("data", {}).get("recurring_24h", []):
         if row.get("run_type") not in exempt_types and concerns(row.get("platform_key")):
-            where = f" on {row['platform_key']}" if row.get("platform_key") else ""
-            reasons.append(f"{row['run_type']} failed {row['failures']} times in 24 h{where}")
+            key = "report.gate.recurring_on" if row.get("platform_key") else "report.gate.recurring"
+            reasons.append(
+                tr.t(
+                    key,
+                    run_type=row["run_type"],
+                    failures=row["failures"],
+                    platform=row.get("platform_key"),
+                )
+            )
     github = facts.get("github") or {}
     rate = github.get("data", {}).get("workflow_runs", {}).get("failure_rate")
     if github.get("status") == "ok":
         if isinstance(rate, int | float) and rate > 0.2:
-            reasons.append(f"CI failure rate {rate:.0%} over 20 %")
+            reasons.append(tr.t("report.gate.ci_failing", rate=tr.percent(rate, 0)))
         elif not isinstance(rate, int | float):
-            notes.append("CI not checked: no workflow runs in the window")
+            notes.append(tr.t("report.gate.ci_no_runs"))
     elif not github or github.get("data", {}).get("configured") is False:
-        notes.append("CI not checked: GitHub is not configured")
+        notes.append(tr.t("report.gate.ci_not_configured"))
     else:  # configured, but it could not be read: unknown, and unknown is never a pass
-        reasons.append(f"CI status unknown: {github.get('reason') or 'GitHub unavailable'}")
+        why = github.get("reason") or tr.t("report.gate.github_unavailable")
+        reasons.append(tr.t("report.gate.ci_unknown", reason=why))
     if reasons:
         return "fail", reasons
-    return "pass", [
-        "no open incident, no run type failing repeatedly in 24 h, CI healthy or not checked",
-        *notes,
-    ]
+    return "pass", [tr.t("report.gate.passed"), *notes]
 
 
 __all__ = [

@@ -246,7 +246,10 @@ class Engine:
             return
         exempt = [k for k, t in self.registry.run_types.items() if t.gate or t.action]
         verdict, reasons = actions.gate_verdict(
-            run.context or {}, run.platform_key, exempt_types=exempt
+            run.context or {},
+            run.platform_key,
+            exempt_types=exempt,
+            lang=self.settings.report_language,
         )
         output.update(verdict=verdict, verdict_reasons=reasons, verdict_by="rule")
 

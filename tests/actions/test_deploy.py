@@ -143,14 +143,14 @@ def test_failed_release_gate_refuses_to_act(
     assert gate.output is not None
     assert gate.output["verdict"] == "fail"
     assert gate.output["verdict_by"] == "rule"
-    assert "SEO_AUDIT failed 2 times in 24 h" in gate.output["verdict_reasons"]
+    assert "SEO_AUDIT a échoué 2 fois en 24 h" in gate.output["verdict_reasons"]
     run = _plan(runtime, session, team)
     runs.approve_run(session, team.owner, run.id, reason="go")
     session.commit()
     assert runtime.engine.execute(run.id) == RunStatus.failed
     session.refresh(run)
     assert "did not pass" in (run.error or "")
-    assert "SEO_AUDIT failed 2 times" in (run.error or "")
+    assert "SEO_AUDIT a échoué 2 fois" in (run.error or "")
     assert receiver.deliveries == []
 
 
@@ -170,7 +170,7 @@ def test_the_gate_rule_ignores_blips_other_platforms_and_refused_deploys(
     gate = _gate(runtime, session, team)
     assert gate.output is not None
     assert gate.output["verdict"] == "pass", gate.output["verdict_reasons"]
-    assert "CI not checked: GitHub is not configured" in gate.output["verdict_reasons"]
+    assert "CI non vérifiée\u00a0: GitHub n'est pas configuré" in gate.output["verdict_reasons"]
     # The facts count every failure exactly (the rule reads the recurring ones).
     assert gate.context is not None
     failures = gate.context["facts"]["failures"]["data"]
@@ -186,7 +186,9 @@ def test_the_gate_rule_ignores_blips_other_platforms_and_refused_deploys(
     gate = _gate(runtime, session, team)
     assert gate.output is not None
     assert gate.output["verdict"] == "fail"
-    assert gate.output["verdict_reasons"][0] == "VULNERABILITY_SCAN failed 2 times in 24 h on app"
+    assert gate.output["verdict_reasons"][0] == (
+        "VULNERABILITY_SCAN a échoué 2 fois en 24 h sur app"  # in the report language
+    )
 
 
 def test_no_recent_gate_refuses_to_act(

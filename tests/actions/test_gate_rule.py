@@ -50,7 +50,7 @@ def _facts(github: dict[str, Any] | None) -> dict[str, Any]:
 def test_ci_is_judged_unknown_only_when_github_is_configured_and_unreadable(
     github: dict[str, Any] | None, verdict: str, reason: str
 ) -> None:
-    got, reasons = gate_verdict(_facts(github), "app")
+    got, reasons = gate_verdict(_facts(github), "app", lang="en")
     assert got == verdict
     assert reason in reasons
 
@@ -64,7 +64,22 @@ def test_an_open_incident_counts_only_for_the_gated_platform() -> None:
             ]
         }
     }
-    assert gate_verdict(context, "app")[0] == "pass"
-    verdict, reasons = gate_verdict(context, "blog")
+    assert gate_verdict(context, "app", lang="en")[0] == "pass"
+    verdict, reasons = gate_verdict(context, "blog", lang="en")
     assert (verdict, reasons) == ("fail", ["open incident on blog: HTTP 503"])
-    assert gate_verdict(context, None)[0] == "fail"  # a gate for no platform: any incident
+    assert (
+        gate_verdict(context, None, lang="en")[0] == "fail"
+    )  # a gate for no platform: any incident
+
+
+def test_the_reasons_are_in_the_report_language() -> None:
+    context = _facts({"status": "ok", "data": {"workflow_runs": {"failure_rate": 0.5}}})
+    context["facts"]["platforms"] = {
+        "data": {"platforms": [{"platform_key": "blog", "open_incident": {"reason": "HTTP 503"}}]}
+    }
+    verdict, reasons = gate_verdict(context, "blog")  # French by default, as the setting
+    assert verdict == "fail"
+    assert reasons == [
+        "incident ouvert sur blog\u00a0: HTTP 503",
+        "taux d'échec de la CI de 50\u00a0%, au-dessus de 20\u00a0%",
+    ]
