@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from runhq import clock
 from runhq.auth.schemas import Actor
 from runhq.costs import service as costs
-from runhq.i18n import Translator
+from runhq.i18n import get_translator
 from runhq.platforms import service as platforms
 from runhq.registry.service import Registry
 from runhq.runs import service as runs
@@ -42,7 +42,7 @@ def seed_demo(
     """Insert the demo history, its reports' summaries in ``lang`` (the report language);
     returns how many runs were added."""
     rng = random.Random(seed)  # noqa: S311 - demo figures, not security
-    tr = Translator(lang, tz)
+    tr = get_translator(lang, tz)
     now = clock.now()
     count = 0
     keys = list(registry.run_types)

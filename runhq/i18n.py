@@ -204,3 +204,10 @@ class Translator:
 
     def _month(self, local: datetime) -> str:
         return self.t(f"date.months.m{local.month}")
+
+
+@lru_cache(maxsize=16)
+def get_translator(lang: str, tz: str = "Europe/Paris") -> Translator:
+    """One ``Translator`` per language and time zone, shared (it holds no state that changes):
+    what writes reports calls this on every run instead of building its own."""
+    return Translator(lang, tz)

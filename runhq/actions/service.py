@@ -24,7 +24,7 @@ from runhq.actions.connectors.stripe import change_price
 from runhq.actions.connectors.webhook import deploy_webhook
 from runhq.config import Settings
 from runhq.errors import NotFound
-from runhq.i18n import Translator
+from runhq.i18n import get_translator
 from runhq.platforms import service as platforms
 from runhq.registry.schemas import RunTypeSpec
 from runhq.runs import service as runs
@@ -261,7 +261,7 @@ def gate_verdict(
     GitHub not configured: CI is not checked, and the reasons say so). The reasons are in
     ``lang``, the report language.
     """
-    tr = Translator(lang)
+    tr = get_translator(lang)
     facts = context.get("facts", {})
     reasons: list[str] = []
     notes: list[str] = []

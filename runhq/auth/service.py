@@ -443,18 +443,19 @@ def update_user_active(session: Session, actor: Actor, user_id: uuid.UUID, *, ac
         return 0
     user.is_active = active
     session.flush()
-    metadata: dict[str, Any] = {"user_id": str(user_id), "by": str(actor.user_id)}
+    metadata: dict[str, Any] = {"user_id": str(user_id), "by": str(actor.user_id), "via": actor.via}
+    revoked = 0
     if not active:
         _bump_session_epoch(session, user_id)
-        metadata["api_keys_revoked"] = _revoke_api_keys_of(session, user_id)
+        revoked = metadata["api_keys_revoked"] = _revoke_api_keys_of(session, user_id)
     logs.create_log(
         session,
         message="auth.user_activated" if active else "auth.user_deactivated",
         source=LogSource.system,
         workspace_id=actor.workspace_id,
-        metadata={**metadata, "via": actor.via},
+        metadata=metadata,
     )
-    return int(metadata.get("api_keys_revoked", 0))
+    return revoked
 
 
 def _revoke_api_keys_of(session: Session, user_id: uuid.UUID) -> int:

@@ -22,7 +22,7 @@ from runhq.context.connectors.web_search import fetch_web_search_facts
 from runhq.context.schemas import ContextRequest, Fact
 from runhq.costs import service as costs
 from runhq.db.session import is_reader
-from runhq.i18n import Translator
+from runhq.i18n import Translator, get_translator
 from runhq.logs import service as logs
 from runhq.platforms import service as platforms
 from runhq.runs import service as runs
@@ -34,7 +34,7 @@ Provider = Callable[[ContextRequest], Fact]
 
 def _texts(req: ContextRequest) -> Translator:
     """The facts are written in the report language (``RUNHQ_REPORT_LANGUAGE``)."""
-    return Translator(req.settings.report_language, req.settings.timezone)
+    return get_translator(req.settings.report_language, req.settings.timezone)
 
 
 def _recent_runs(req: ContextRequest) -> Fact:

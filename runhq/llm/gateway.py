@@ -22,7 +22,7 @@ from tenacity import (
 )
 
 from runhq.config import ModelConfig, Settings
-from runhq.i18n import Translator
+from runhq.i18n import get_translator
 from runhq.llm.output import OutputInvalid, parse_report
 
 logger = logging.getLogger(__name__)
@@ -358,7 +358,7 @@ def render_offline(
 ) -> Completion:
     """The offline provider: the gathered facts as a structured report, saying so; its own
     sentences in ``lang`` (the report language; the facts come written in it)."""
-    tr = Translator(lang)
+    tr = get_translator(lang)
     facts: dict[str, dict[str, Any]] = context.get("facts", {})
     ok = [f for f in facts.values() if f.get("status") == "ok"]
     missing = [f for f in facts.values() if f.get("status") != "ok"]
