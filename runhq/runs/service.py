@@ -189,7 +189,12 @@ def _duplicate_error(run: Run) -> DuplicateRun:
     )
 
 
-def _build_insert() -> tuple[TextualSelect, list[tuple[str, Any]]]:
+# A column's default for ``_insert_run``: its name, a zero-argument default to call (or
+# None), and otherwise the value to bind.
+_Default = tuple[str, Callable[[Any], Any] | None, Any]
+
+
+def _build_insert() -> tuple[TextualSelect, list[_Default]]:
     """``INSERT … ON CONFLICT DO NOTHING RETURNING id`` for runs.
 
     ON CONFLICT instead of catching IntegrityError: no SAVEPOINT round trips on every
@@ -212,13 +217,17 @@ def _build_insert() -> tuple[TextualSelect, list[tuple[str, Any]]]:
         .bindparams(*(bindparam(column.name, type_=column.type) for column in table.c))
         .columns(table.c.id)
     )
-    defaults: list[tuple[str, Any]] = []
+    # SQLAlchemy wraps zero-argument defaults (dict, clock.now, new_id) to take an execution
+    # context they ignore. Sorted out once here, not per column of every run.
+    defaults: list[_Default] = []
     for column in table.c:
         default = column.default
         if default is None:
-            defaults.append((column.name, None))
-        elif isinstance(default, ScalarElementColumnDefault | CallableColumnDefault):
-            defaults.append((column.name, default))
+            defaults.append((column.name, None, None))
+        elif isinstance(default, CallableColumnDefault):
+            defaults.append((column.name, default.arg, None))
+        elif isinstance(default, ScalarElementColumnDefault):
+            defaults.append((column.name, None, default.arg))
         else:  # pragma: no cover - a SQL-expression default would need the ORM path
             raise TypeError(f"runs.{column.name}: unsupported default {default!r}")
     return stmt, defaults
@@ -235,19 +244,10 @@ _INSERT_RUN_COMPILED = Compiled(_INSERT_RUN)
 def _insert_run(session: Session, values: dict[str, Any], log_row: dict[str, Any]) -> Run | None:
     """The new run, with its log line ``log_row``; or None, with nothing written, if a unique
     index (active slot, idempotency key) refused it."""
-    params: dict[str, Any] = {}
-    for name, default in _RUN_DEFAULTS:
-        if name in values:
-            params[name] = values[name]
-        elif isinstance(default, CallableColumnDefault):
-            # SQLAlchemy wraps zero-argument defaults (dict, clock.now, new_id) to take an
-            # execution context they ignore.
-            make: Callable[[Any], Any] = default.arg
-            params[name] = make(None)
-        elif isinstance(default, ScalarElementColumnDefault):
-            params[name] = default.arg
-        else:
-            params[name] = None
+    params = {
+        name: values[name] if name in values else scalar if make is None else make(None)
+        for name, make, scalar in _RUN_DEFAULTS
+    }
     conn = session.connection()
     if conn.dialect.name == "postgresql":
         logged = conn.execute(_INSERT_RUN_LOGGED, {**params, **logs.log_params(log_row)})
