@@ -1002,14 +1002,20 @@ def scheduler(
         sched.release()  # a one-off tick must not keep the real schedulers waiting
         _print_json(report.__dict__)
     else:
+        from runhq.db.checkpoint import start_wal_checkpointer
+
         signal.signal(signal.SIGTERM, lambda *_: sched.stop())
         err.print(
             f"scheduler {sched.holder} started (tick {runtime.settings.scheduler_tick_seconds}s)"
         )
+        checkpointer = start_wal_checkpointer(runtime.db)  # SQLite only (ADR 0019)
         try:
             sched.run_forever()
         except KeyboardInterrupt:
             sched.stop()
+        finally:
+            if checkpointer is not None:
+                checkpointer.stop()
     if runtime.executor is not None:
         runtime.executor.stop()
 

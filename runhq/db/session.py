@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 logger = logging.getLogger(__name__)
 
 _AFTER_COMMIT = "runhq_after_commit"
-# WAL pages (4 KiB) after which a commit checkpoints the SQLite WAL into the database.
-SQLITE_CHECKPOINT_PAGES = 4000
+# WAL pages (4 KiB) after which a commit checkpoints the SQLite WAL into the database: the
+# backstop behind the background checkpointer (runhq.db.checkpoint).
+SQLITE_CHECKPOINT_PAGES = 16000
 # Every SQLite connection's settings (the benchmarks' bare connections use them too).
 SQLITE_PRAGMAS = (
     # WAL lets the dashboard read while a worker writes; a commit waits for no fsync.
@@ -28,12 +29,12 @@ SQLITE_PRAGMAS = (
     "PRAGMA synchronous=NORMAL",
     "PRAGMA foreign_keys=ON",  # off by default in SQLite
     "PRAGMA busy_timeout=30000",
-    # Checkpoint the WAL every ~16 MB rather than SQLite's 4 MB: a checkpoint (the only
-    # fsyncs in WAL mode with synchronous=NORMAL) runs in whichever commit crosses the mark,
-    # and the pages a run rewrites (index leaves, the log tail) are copied once per
-    # checkpoint however often they changed: a quarter of the checkpoints, ~15 % less
-    # commit time per run (docs/benchmarks.md). After a checkpoint the WAL file is cut back
-    # to 64 MB at most.
+    # A long-lived process checkpoints the WAL on a background thread (runhq.db.checkpoint,
+    # ADR 0019). A commit checkpoints only past ~64 MB of WAL: when that thread lags behind
+    # a burst, or in a process that runs none (a one-off CLI command). A checkpoint (the
+    # only fsyncs in WAL mode with synchronous=NORMAL) copies each page once however often
+    # it changed, so fewer, larger ones cost no more in all (docs/benchmarks.md). After a
+    # checkpoint the WAL file is cut back to 64 MB at most.
     f"PRAGMA wal_autocheckpoint={SQLITE_CHECKPOINT_PAGES}",
     "PRAGMA journal_size_limit=67108864",
 )

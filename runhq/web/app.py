@@ -21,6 +21,7 @@ from runhq.costs.routes import router as costs_router
 from runhq.dashboard.errors import render_error as render_error_page
 from runhq.dashboard.pages import STATIC_DIR
 from runhq.dashboard.routes import router as dashboard_router
+from runhq.db.checkpoint import WalCheckpointer, start_wal_checkpointer
 from runhq.logs.routes import router as logs_router
 from runhq.platforms.routes import router as platforms_router
 from runhq.registry.routes import router as run_types_router
@@ -41,7 +42,10 @@ def create_app(runtime: Runtime | None = None, *, background: bool = True) -> Fa
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         scheduler: Scheduler | None = None
+        checkpointer: WalCheckpointer | None = None
         if background:
+            # SQLite: WAL checkpoints off the commit path (ADR 0019); None on PostgreSQL.
+            checkpointer = start_wal_checkpointer(runtime.db)
             runtime.executor = build_executor(runtime)
             runtime.executor.start()
             if runtime.settings.executor == "local":
@@ -59,6 +63,8 @@ def create_app(runtime: Runtime | None = None, *, background: bool = True) -> Fa
             if runtime.executor is not None:
                 runtime.executor.stop()
                 runtime.executor = None
+            if checkpointer is not None:
+                checkpointer.stop()
 
     app = FastAPI(
         title="runhq",
