@@ -78,6 +78,22 @@ class _Form:
         return tuple(bound)
 
 
+def send_on_cursor(conn: Connection, sql: str, args: tuple[Any, ...] = ()) -> Any:
+    """Send ``sql`` on a new DBAPI cursor of ``conn``, as SQLAlchemy would have: the engine's
+    ``before_cursor_execute`` listeners see it, and a driver error is raised as its
+    ``sqlalchemy.exc`` class. Returns the open cursor."""
+    cursor = conn.connection.cursor()
+    conn.dispatch.before_cursor_execute(conn, cursor, sql, args, None, False)
+    try:
+        cursor.execute(sql, args)
+    except conn.dialect.loaded_dbapi.Error as error:
+        cursor.close()
+        raise exc.DBAPIError.instance(
+            sql, args, error, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+        ) from error
+    return cursor
+
+
 def _callable(processor: Any) -> Processor:
     return processor if callable(processor) else None
 
@@ -99,17 +115,7 @@ class Compiled:
     def _send(self, conn: Connection, params: Mapping[str, Any]) -> Any:
         """Send the statement with ``params`` in ``conn``'s transaction; the DBAPI cursor."""
         form = self._form(conn.dialect)
-        args = form.parameters(params)
-        cursor = conn.connection.cursor()
-        conn.dispatch.before_cursor_execute(conn, cursor, form.sql, args, None, False)
-        try:
-            cursor.execute(form.sql, args)
-        except conn.dialect.loaded_dbapi.Error as error:
-            cursor.close()
-            raise exc.DBAPIError.instance(
-                form.sql, args, error, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
-            ) from error
-        return cursor
+        return send_on_cursor(conn, form.sql, form.parameters(params))
 
     def rowcount(self, conn: Connection, params: Mapping[str, Any]) -> int:
         """Send a write; how many rows it changed (or inserted)."""

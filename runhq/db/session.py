@@ -11,10 +11,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
+
+from runhq.db.compiled import send_on_cursor
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +66,8 @@ def build_engine(url: str, **kwargs: Any) -> Engine:
         def _sqlite_begin_immediate(conn: Any) -> None:
             if conn.get_execution_options().get(_READS_ONLY):
                 return  # autocommit reads (see make_reader_factory): no transaction, no lock
+            if conn.connection.driver_connection.in_transaction:
+                return  # begun by _sqlite_write_transaction: SQLAlchemy's joins it
             # Take the write lock at BEGIN: avoids deadlocking upgrades of read locks
             # between concurrent writers (pysqlite's deferred BEGIN does not).
             conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -177,6 +181,10 @@ def self_contained_writes(engine: Engine) -> Iterator[Connection]:
     back on error). Either way nothing is left uncommitted once the block exits normally.
     See docs/adr/0014-one-statement-writes.md.
     """
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn, _sqlite_write_transaction(conn):
+            yield conn
+        return
     if engine.dialect.name != "postgresql":
         with engine.begin() as conn:
             yield conn
@@ -186,6 +194,43 @@ def self_contained_writes(engine: Engine) -> Iterator[Connection]:
         autocommit = _AUTOCOMMIT[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
     with autocommit.connect() as conn:
         yield conn
+
+
+@contextmanager
+def _sqlite_write_transaction(conn: Connection) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT`` (or ``ROLLBACK``) on ``conn``'s DBAPI connection.
+
+    The run engine's steps write by statements sent on the DBAPI cursor (ADR 0015); opening
+    and ending their transaction through SQLAlchemy's ``Connection.begin`` costs as much
+    again (a ``Transaction``, the begin hook's ``exec_driver_sql``, the commit machinery).
+    Here the transaction is the driver's: the engine's ``before_cursor_execute``, ``commit``
+    and ``rollback`` listeners still see it, and a driver error is a ``sqlalchemy.exc`` one.
+    A statement sent through SQLAlchemy inside the block (``Connection.execute``) makes it
+    begin a transaction of its own: the begin hook sees the driver's already open and joins
+    it, and the block then ends it through SQLAlchemy (ADR 0020).
+    """
+    send_on_cursor(conn, "BEGIN IMMEDIATE").close()
+    dbapi: Any = conn.connection.driver_connection  # a sqlite3.Connection
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction():
+            conn.rollback()
+        elif dbapi.in_transaction:
+            conn.dispatch.rollback(conn)
+            dbapi.rollback()
+        raise
+    if conn.in_transaction():
+        conn.commit()
+        return
+    conn.dispatch.commit(conn)
+    try:
+        dbapi.commit()
+    except conn.dialect.loaded_dbapi.Error as error:
+        dbapi.rollback()  # a failed COMMIT leaves the transaction open: end it
+        raise exc.DBAPIError.instance(
+            "COMMIT", (), error, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+        ) from error
 
 
 _ASYNC_COMMIT = text("SET LOCAL synchronous_commit TO OFF")

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Engine, event, text
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from runhq.auth import service as auth
 from runhq.db import session as session_module
+from runhq.db.compiled import send_on_cursor
 from runhq.db.migrate import upgrade
 from runhq.db.session import (
     SQLITE_CHECKPOINT_PAGES,
@@ -220,4 +222,118 @@ def test_a_connection_used_moments_ago_is_not_pinged_and_a_dead_one_fails_once(
         assert failed.value.connection_invalidated
         assert _backend_pid(engine) != dead
     finally:
+        engine.dispose()
+
+
+def _sqlite_with_notes(path: Path) -> Engine:
+    engine = build_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE parents (id INTEGER PRIMARY KEY)"))
+        conn.execute(
+            text("CREATE TABLE notes (id INTEGER PRIMARY KEY, parent INTEGER REFERENCES parents)")
+        )
+    return engine
+
+
+def _count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM notes")).scalar_one())
+
+
+def test_sqlite_writes_run_in_the_drivers_transaction_seen_by_listeners(tmp_path: Path) -> None:
+    engine = _sqlite_with_notes(tmp_path / "w.db")
+    seen: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *a: seen.append(a[2].split()[0]))
+    event.listen(engine, "commit", lambda _c: seen.append("commit"))
+    event.listen(engine, "rollback", lambda _c: seen.append("rollback"))
+    try:
+        with self_contained_writes(engine) as conn:
+            # The write lock is taken at BEGIN: another writer cannot start meanwhile.
+            other = sqlite3.connect(tmp_path / "w.db", timeout=0, isolation_level=None)
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+            other.close()
+            send_on_cursor(conn, "INSERT INTO notes (id) VALUES (1)").close()
+            assert not conn.in_transaction()  # SQLAlchemy was not asked to begin
+        assert seen == ["BEGIN", "INSERT", "commit"]
+        assert _count(engine) == 1
+
+        seen.clear()
+
+        def fail_after_a_write() -> None:
+            with self_contained_writes(engine) as conn:
+                send_on_cursor(conn, "INSERT INTO notes (id) VALUES (2)").close()
+                raise RuntimeError
+
+        with pytest.raises(RuntimeError):
+            fail_after_a_write()
+        assert seen == ["BEGIN", "INSERT", "rollback"]
+        assert _count(engine) == 1
+    finally:
+        engine.dispose()
+
+
+def test_sqlalchemy_statements_join_the_drivers_sqlite_transaction(tmp_path: Path) -> None:
+    engine = _sqlite_with_notes(tmp_path / "j.db")
+    insert = text("INSERT INTO notes (id) VALUES (:id)")
+    try:
+        with self_contained_writes(engine) as conn:
+            send_on_cursor(conn, "INSERT INTO notes (id) VALUES (1)").close()
+            conn.execute(insert, {"id": 2})  # no second BEGIN: it joins
+            assert conn.in_transaction()
+        assert _count(engine) == 2
+
+        def fail_after_both_kinds() -> None:
+            with self_contained_writes(engine) as conn:
+                send_on_cursor(conn, "INSERT INTO notes (id) VALUES (3)").close()
+                conn.execute(insert, {"id": 4})
+                raise RuntimeError
+
+        with pytest.raises(RuntimeError):
+            fail_after_both_kinds()
+        assert _count(engine) == 2  # both kinds of write rolled back together
+    finally:
+        engine.dispose()
+
+
+def test_a_failed_sqlite_commit_is_a_sqlalchemy_error_and_writes_nothing(tmp_path: Path) -> None:
+    engine = _sqlite_with_notes(tmp_path / "c.db")
+    try:
+
+        def write_an_orphan() -> None:
+            with self_contained_writes(engine) as conn:
+                # Checked at COMMIT: the statement passes, the commit fails.
+                send_on_cursor(conn, "PRAGMA defer_foreign_keys=ON").close()
+                send_on_cursor(conn, "INSERT INTO notes (id, parent) VALUES (1, 42)").close()
+
+        with pytest.raises(IntegrityError, match="FOREIGN KEY"):
+            write_an_orphan()
+        assert _count(engine) == 0
+        # The pooled connection is usable: the failed transaction was ended.
+        with self_contained_writes(engine) as conn:
+            send_on_cursor(conn, "INSERT INTO notes (id) VALUES (1)").close()
+        assert _count(engine) == 1
+    finally:
+        engine.dispose()
+
+
+def test_a_failed_sqlite_begin_is_a_sqlalchemy_error(tmp_path: Path) -> None:
+    engine = build_engine(f"sqlite:///{tmp_path / 'b.db'}")
+    with engine.connect() as conn:  # the pool's one connection: fail at once, not in 30 s
+        conn.connection.driver_connection.execute("PRAGMA busy_timeout=0")  # type: ignore[union-attr]
+    holder = sqlite3.connect(tmp_path / "b.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        blocks: list[int] = []
+
+        def write() -> None:
+            with self_contained_writes(engine):
+                blocks.append(1)
+
+        with pytest.raises(OperationalError, match="locked"):
+            write()
+        assert blocks == []  # the block never ran without the write lock
+    finally:
+        holder.rollback()
+        holder.close()
         engine.dispose()
