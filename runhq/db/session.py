@@ -171,7 +171,9 @@ _AUTOCOMMIT: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictiona
 
 
 @contextmanager
-def self_contained_writes(engine: Engine) -> Iterator[Connection]:
+def self_contained_writes(
+    engine: Engine, *, reuse: Connection | None = None
+) -> Iterator[Connection]:
     """A connection for writes that are each one self-contained statement (a compare-and-set
     with its log line written by the same statement, a bookkeeping ``UPDATE``).
 
@@ -180,14 +182,28 @@ def self_contained_writes(engine: Engine) -> Iterator[Connection]:
     line in one statement, the statements share one transaction, committed on exit (rolled
     back on error). Either way nothing is left uncommitted once the block exits normally.
     See docs/adr/0014-one-statement-writes.md.
+
+    ``reuse``: a connection of ``engine``'s pool that the caller holds outside any
+    transaction (the worker's reading connection, ``make_reader_factory``) carries the
+    writes instead of a second checkout; on PostgreSQL it must be in autocommit already.
     """
     if engine.dialect.name == "sqlite":
+        if reuse is not None:
+            with _sqlite_write_transaction(reuse):
+                yield reuse
+            return
         with engine.connect() as conn, _sqlite_write_transaction(conn):
             yield conn
         return
     if engine.dialect.name != "postgresql":
         with engine.begin() as conn:
             yield conn
+        return
+    if reuse is not None:
+        if reuse.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            # Its statements would open a transaction nobody commits.
+            raise ValueError("on PostgreSQL only an autocommit connection can be reused")
+        yield reuse
         return
     autocommit = _AUTOCOMMIT.get(engine)
     if autocommit is None:

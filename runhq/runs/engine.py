@@ -152,14 +152,15 @@ class Engine:
                 except Exception as exc:  # failed once claimed: never left queued to loop
                     logger.exception("run %s: preparing its prompt failed", run_id)
                     failure = exc
-        with self._write() as conn:
-            claimed = claim(
-                conn,
-                run,
-                started_at=began,
-                context=prepared.context if prepared else None,
-                prompt=prepared.prompt if prepared else None,
-            )
+            # The claim goes on this connection: no second checkout.
+            with self._write(reuse=conn) as writer:
+                claimed = claim(
+                    writer,
+                    run,
+                    started_at=began,
+                    context=prepared.context if prepared else None,
+                    prompt=prepared.prompt if prepared else None,
+                )
         if not claimed:  # claimed by another worker, or cancelled, while this one gathered
             return None
         if failure is not None:
@@ -226,12 +227,13 @@ class Engine:
         return self.sessions()  # bound to the test's connection, as ``conn`` is
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def _write(self, reuse: Connection | None = None) -> Iterator[Connection]:
         """Where each step of the pipeline writes, on a Core connection (the steps write by
         statement, never by object): one transaction on SQLite; on PostgreSQL each change
-        and its log line are one statement (``runs.state``), sent in autocommit (ADR 0014)."""
+        and its log line are one statement (``runs.state``), sent in autocommit (ADR 0014).
+        ``reuse``: the reading connection, when the step follows the read."""
         if isinstance(self._bind, DbEngine):
-            with self_contained_writes(self._bind) as conn:
+            with self_contained_writes(self._bind, reuse=reuse) as conn:
                 yield conn
         else:  # bound to one connection in a transaction the test rolls back
             with self._bind.begin_nested():

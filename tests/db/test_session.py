@@ -337,3 +337,29 @@ def test_a_failed_sqlite_begin_is_a_sqlalchemy_error(tmp_path: Path) -> None:
         holder.rollback()
         holder.close()
         engine.dispose()
+
+
+def test_writes_can_reuse_the_reading_connection(fresh_database_url: str) -> None:
+    engine = build_engine(fresh_database_url)
+    upgrade(engine)
+    insert = text("INSERT INTO workspaces (id, name, slug, created_at) VALUES (:id, :n, :n, :at)")
+    reader_engine = make_reader_factory(engine).kw["bind"]
+    try:
+        with reader_engine.connect() as conn:
+            conn.execute(text("SELECT count(*) FROM workspaces")).scalar()
+            checked_out = engine.pool.checkedout()  # type: ignore[attr-defined]
+            with self_contained_writes(engine, reuse=conn) as writer:
+                assert writer is conn
+                assert engine.pool.checkedout() == checked_out  # type: ignore[attr-defined]
+                writer.execute(insert, {"id": uuid.uuid4().hex, "n": "reused", "at": "2026-01-01"})
+        with engine.connect() as check:
+            names = check.execute(text("SELECT name FROM workspaces")).scalars().all()
+        assert "reused" in names  # committed, on either backend
+
+        if engine.dialect.name == "postgresql":
+            # A connection in a transaction of its own: its writes would never be committed.
+            with engine.connect() as conn, pytest.raises(ValueError, match="autocommit"):
+                with self_contained_writes(engine, reuse=conn):
+                    pass
+    finally:
+        engine.dispose()
