@@ -10,7 +10,7 @@ bare) to separate what the structure costs from what runhq adds. The measures ar
 interleaved rounds (floor, shaped floor, engine, with context; again), so that a noisy
 machine's slow spell weighs on all of them alike.
 
-    .venv/bin/python -m bench.engine_overhead [--runs 1500] [--rounds 5]
+    .venv/bin/python -m bench.engine_overhead [--runs 1500] [--rounds 30]
         [--backend sqlite|postgresql|both]
 """
 
@@ -61,6 +61,9 @@ from runhq.runs.models import RunStatus
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 RUN_TYPE = "DAILY_EXECUTIVE_BRIEF"
+# Interleaved rounds: 50 runs each by default, a few tens of milliseconds per measure, so a
+# slow spell of this shared machine lands on all four measures alike.
+ROUNDS = 30
 REPORT = {"executive_summary": "Zero-latency model.", "sections": [{"title": "A", "content": "b"}]}
 
 
@@ -164,48 +167,61 @@ def _shaped_floor(db: Engine, table: Table, n: int) -> float:
     return time.perf_counter() - start
 
 
+class _EngineRuns:
+    """Runs of one workspace, created through the service and executed by the engine; the
+    workspace's history grows from one call to the next."""
+
+    def __init__(self, db: Engine, url: str, tmp: Path, *, context: bool = True) -> None:
+        settings = Settings(
+            _env_file=None,
+            data_dir=tmp,
+            database_url=url,  # type: ignore[call-arg]
+            secret_key="bench-" + "x" * 40,
+        )
+        self.sessions = make_session_factory(db)
+        registry = get_registry()
+        if not context:
+            # The orchestration alone: same pipeline, the run type gathers no facts.
+            spec = registry.run_types[RUN_TYPE]
+            registry = replace(
+                registry,
+                run_types={**registry.run_types, RUN_TYPE: spec.model_copy(update={"context": []})},
+            )
+        self.registry = registry
+        self.engine = RunEngine(self.sessions, settings, registry, ZeroLatencyGateway(settings))
+        with transaction(self.sessions) as session:
+            ws = auth.create_workspace(session, name=f"bench-{uuid.uuid4().hex[:6]}")
+            user = auth.create_user(
+                session,
+                email=f"b-{uuid.uuid4().hex[:6]}@example.com",
+                password="bench-password-1",
+                workspace_id=ws.id,
+                role=Role.owner,
+            )
+            self.actor = Actor(user_id=user.id, workspace_id=ws.id, role=Role.owner)
+
+    def __call__(self, n: int) -> float:
+        """Seconds for n runs, one after another."""
+        start = time.perf_counter()
+        for _ in range(n):
+            with transaction(self.sessions) as session:
+                run, _ = runs.create_run(session, self.actor, self.registry, run_type=RUN_TYPE)
+                run_id = run.id
+            status = self.engine.execute(run_id)
+            assert status == RunStatus.completed, status
+        return time.perf_counter() - start
+
+
 def _engine_runs(db: Engine, url: str, tmp: Path, n: int, *, context: bool = True) -> float:
-    settings = Settings(
-        _env_file=None,
-        data_dir=tmp,
-        database_url=url,  # type: ignore[call-arg]
-        secret_key="bench-" + "x" * 40,
-    )
-    sessions = make_session_factory(db)
-    registry = get_registry()
-    if not context:
-        # The orchestration alone: same pipeline, the run type gathers no facts.
-        spec = registry.run_types[RUN_TYPE]
-        registry = replace(
-            registry,
-            run_types={**registry.run_types, RUN_TYPE: spec.model_copy(update={"context": []})},
-        )
-    engine = RunEngine(sessions, settings, registry, ZeroLatencyGateway(settings))
-    with transaction(sessions) as session:
-        ws = auth.create_workspace(session, name=f"bench-{uuid.uuid4().hex[:6]}")
-        user = auth.create_user(
-            session,
-            email=f"b-{uuid.uuid4().hex[:6]}@example.com",
-            password="bench-password-1",
-            workspace_id=ws.id,
-            role=Role.owner,
-        )
-        actor = Actor(user_id=user.id, workspace_id=ws.id, role=Role.owner)
-    start = time.perf_counter()
-    for _ in range(n):
-        with transaction(sessions) as session:
-            run, _ = runs.create_run(session, actor, registry, run_type=RUN_TYPE)
-            run_id = run.id
-        status = engine.execute(run_id)
-        assert status == RunStatus.completed, status
-    return time.perf_counter() - start
+    """Seconds for n runs in a new workspace."""
+    return _EngineRuns(db, url, tmp, context=context)(n)
 
 
 def bench(
-    backend: str, n: int, rounds: int = 5, *, background_checkpoints: bool = True
+    backend: str, n: int, rounds: int = ROUNDS, *, background_checkpoints: bool = True
 ) -> dict[str, Any]:
     """The four measures taken in ``rounds`` interleaved rounds of n/rounds each: a shared
-    machine's slow minutes fall on all of them alike instead of on whichever ran then."""
+    machine's slow seconds fall on all of them alike instead of on whichever ran then."""
     per_round = max(1, n // rounds)
     n = per_round * rounds
     seconds = {"floor": 0.0, "shaped": 0.0, "engine": 0.0, "with_context": 0.0}
@@ -221,11 +237,13 @@ def bench(
             _engine_runs(db, url, tmp, 20)  # warm-up: imports, caches, connection pool
             floor_table = _floor_table(db, "bench_floor")
             shaped_table = _floor_table(db, "bench_shaped_floor")
+            # One workspace per variant: with context, the history read grows to n runs.
+            bare, with_context = _EngineRuns(db, url, tmp, context=False), _EngineRuns(db, url, tmp)
             for _ in range(rounds):
                 seconds["floor"] += _floor(db, floor_table, per_round)
                 seconds["shaped"] += _shaped_floor(db, shaped_table, per_round)
-                seconds["engine"] += _engine_runs(db, url, tmp, per_round, context=False)
-                seconds["with_context"] += _engine_runs(db, url, tmp, per_round)
+                seconds["engine"] += bare(per_round)
+                seconds["with_context"] += with_context(per_round)
         finally:
             if checkpointer is not None:
                 checkpointer.stop()
@@ -257,7 +275,9 @@ def bench(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=1500)
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
+    parser.add_argument(
+        "--rounds", type=int, default=ROUNDS, help=f"interleaved rounds (default {ROUNDS})"
+    )
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument(
         "--no-background-checkpoints",
