@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -253,3 +254,35 @@ def counted_statements(engine: Engine) -> Iterator[list[str]]:
         yield statements
     finally:
         event.remove(engine, "before_cursor_execute", before)
+
+
+def _placeholder(bind: Any) -> Any:
+    """A value of the parameter's type, for a plan (what it matches does not matter)."""
+    kind = type(bind.type).__name__
+    if bind.key == "limit" or "Integer" in kind:
+        return 10
+    if "Uuid" in kind or "UUID" in kind:
+        return uuid.uuid4()
+    if "DateTime" in kind:
+        return datetime(2026, 1, 1, tzinfo=UTC)
+    return "x"
+
+
+def sqlite_plan(session: Session, statement: Any) -> str:
+    """SQLite's query plan for ``statement`` as runhq sends it (IN lists expanded), with
+    placeholder values for its parameters: the plan's lines joined by `` | ``."""
+    conn = session.connection()
+    compiled = statement.compile(dialect=conn.dialect)
+    params = {b.key: _placeholder(b) for b in compiled.binds.values() if b.required}
+    plans: list[str] = []
+
+    def explain(_conn: Any, cursor: Any, sql: str, args: Any, *_: Any) -> None:
+        rows = cursor.connection.execute("EXPLAIN QUERY PLAN " + sql, args).fetchall()
+        plans.append(" | ".join(str(row[3]) for row in rows))
+
+    event.listen(conn, "before_cursor_execute", explain)
+    try:
+        conn.execute(statement, params).all()
+    finally:
+        event.remove(conn, "before_cursor_execute", explain)
+    return plans[0]

@@ -25,8 +25,8 @@ from runhq.runs.models import ACTIVE_STATUSES, Run, RunStatus
 _MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 #: The months a report can be asked for.
 MIN_YEAR, MAX_YEAR = 1970, 9998
-# Runs that never reached a model cost nothing.
-_NEVER_RAN = (RunStatus.rejected.value,)
+# Runs that never reached a model (rejected) cost nothing; the others count.
+_RAN = tuple(s.value for s in RunStatus if s != RunStatus.rejected)
 
 
 def _num(value: float | None) -> float:
@@ -67,7 +67,9 @@ _IN_MONTH = (
     Run.workspace_id == bindparam("workspace_id"),
     Run.created_at >= bindparam("start"),
     Run.created_at < bindparam("end"),
-    Run.status.not_in(_NEVER_RAN),
+    # The statuses that ran, listed rather than "not the others": SQLite then reads each one's
+    # rows of the month in the covering status index (ADR 0021) instead of the whole table.
+    Run.status.in_(_RAN),
 )
 _LINES = (
     select(

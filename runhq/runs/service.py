@@ -764,16 +764,19 @@ def is_active(run: Run) -> bool:
 _NO_RUN = uuid.UUID(int=0)
 
 # Read by every run's context and the autopilot: built once, parameters bound per call.
+# Every status is listed: SQLite then reads each status's rows of the window in the
+# covering status index (ADR 0021), not every row of the workspace's history.
+_EVERY_STATUS = tuple(s.value for s in RunStatus)
 _RECENT_STATS = (
     select(Run.run_type, Run.platform_key, Run.status, func.count(Run.id))
     .where(
         Run.workspace_id == bindparam("workspace_id"),
+        Run.status.in_(_EVERY_STATUS),
         Run.created_at >= bindparam("since"),
         Run.id != bindparam("exclude"),
     )
     .group_by(Run.run_type, Run.platform_key, Run.status)
 )
-_RECENT_STATS_OF_PLATFORM = _RECENT_STATS.where(Run.platform_key == bindparam("platform_key"))
 
 
 def get_recent_run_stats(
@@ -786,12 +789,12 @@ def get_recent_run_stats(
 ) -> list[dict[str, Any]]:
     """Per run type and platform since ``since``: counts by status."""
     params = {"workspace_id": workspace_id, "since": since, "exclude": exclude_run_id or _NO_RUN}
-    stmt = _RECENT_STATS
-    if platform_key:
-        stmt = _RECENT_STATS_OF_PLATFORM
-        params["platform_key"] = platform_key
     stats: dict[tuple[str, str | None], dict[str, Any]] = {}
-    for run_type, platform, status, count in session.execute(stmt, params).all():
+    for run_type, platform, status, count in session.execute(_RECENT_STATS, params).all():
+        # One platform's lines are picked here, from the few grouped rows: with the platform
+        # in the query SQLite prefers another index and reads every run of the workspace.
+        if platform_key and platform != platform_key:
+            continue
         entry = stats.setdefault(
             (run_type, platform),
             {"run_type": run_type, "platform_key": platform, "total": 0, "by_status": {}},
@@ -828,16 +831,23 @@ _SUMMARY_COLUMNS = (
     func.substr(Run.executive_summary, 1, 600).label("executive_summary"),
     func.substr(Run.error, 1, 300).label("error"),
 )
-_LATEST_COMPLETED = (
-    select(*_SUMMARY_COLUMNS)
+# The ids first, from the covering status index (ADR 0021): sorting the window's rows by
+# finish time reads no run's row; then only the chosen rows are read.
+_LATEST_COMPLETED_IDS = (
+    select(Run.id)
     .where(
         Run.workspace_id == bindparam("workspace_id"),
-        Run.created_at >= bindparam("since"),
         Run.status == RunStatus.completed.value,
+        Run.created_at >= bindparam("since"),
         Run.id != bindparam("exclude"),
     )
     .order_by(Run.finished_at.desc())
     .limit(_LIMIT)
+)
+_LATEST_COMPLETED = (
+    select(*_SUMMARY_COLUMNS)
+    .where(Run.id.in_(_LATEST_COMPLETED_IDS.scalar_subquery()))
+    .order_by(Run.finished_at.desc())
 )
 _FAILED = (
     select(*_SUMMARY_COLUMNS)
