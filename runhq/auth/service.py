@@ -16,6 +16,8 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Integer, bindparam, delete, func, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
@@ -326,16 +328,24 @@ def end_session(session: Session, actor: Actor) -> None:
             "per-session logout): revoke the key, or log out everywhere",
             details={"field": "Authorization"},
         )
-    session.add(
-        EndedSession(
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    ended = (
+        insert(EndedSession)
+        .values(
             session_id=actor.session.id,
             workspace_id=actor.workspace_id,
             user_id=actor.user_id,
             expires_at=actor.session.expires_at,
             created_at=clock.now(),
         )
+        # Two logouts of one session at once (a double click) both passed authentication:
+        # the second finds it ended already, and is done, without a second log line.
+        .on_conflict_do_nothing(index_elements=["session_id"])
+        .execution_options(preserve_rowcount=True)
     )
-    _log_logged_out(session, actor, actor.user_id, scope="session")
+    if session.execute(ended).rowcount == 1:  # type: ignore[attr-defined]
+        _log_logged_out(session, actor, actor.user_id, scope="session")
 
 
 def purge_ended_sessions(session: Session) -> int:

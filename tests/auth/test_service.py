@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import replace
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from runhq import clock
 from runhq.auth import service as auth
-from runhq.auth.models import ApiKey, Role, User
-from runhq.auth.schemas import Actor
+from runhq.auth.models import ApiKey, EndedSession, Role, User
+from runhq.auth.schemas import Actor, LoginSession
 from runhq.errors import (
     AlreadyExists,
     InvalidInput,
@@ -138,3 +143,18 @@ def test_deactivating_revokes_api_keys_for_good(session: Session, team: Team) ->
     )
     assert line is not None
     assert line["api_keys_revoked"] == 2
+
+
+def test_two_logouts_of_one_session_at_once_end_it_once(session: Session, team: Team) -> None:
+    # Both requests passed authentication before either committed (a double click): the
+    # second finds the session ended already, with no error and no second log line.
+    login = LoginSession(id=uuid.uuid4(), expires_at=clock.now() + timedelta(hours=1))
+    actor = replace(team.operator, session=login)
+    auth.end_session(session, actor)
+    auth.end_session(session, actor)
+    ended = session.scalars(select(EndedSession.session_id)).all()
+    assert ended == [login.id]
+    lines = session.scalars(
+        select(StructuredLog.id).where(StructuredLog.message == "auth.logged_out")
+    ).all()
+    assert len(lines) == 1
