@@ -183,10 +183,15 @@ def self_contained_writes(
     back on error). Either way nothing is left uncommitted once the block exits normally.
     See docs/adr/0014-one-statement-writes.md.
 
-    ``reuse``: a connection of ``engine``'s pool that the caller holds outside any
-    transaction (the worker's reading connection, ``make_reader_factory``) carries the
-    writes instead of a second checkout; on PostgreSQL it must be in autocommit already.
+    ``reuse``: a reader's connection of ``engine``'s pool (``make_reader_factory``: each of
+    its statements committed on its own) that the caller holds, such as the worker's: it
+    carries the writes instead of a second checkout.
     """
+    if reuse is not None:
+        if not reuse.get_execution_options().get(_READS_ONLY):
+            raise ValueError("only a reader's connection (make_reader_factory) can be reused")
+        if reuse.in_transaction():
+            reuse.commit()  # SQLAlchemy's own bookkeeping: each read committed on its own
     if engine.dialect.name == "sqlite":
         if reuse is not None:
             with _sqlite_write_transaction(reuse):
@@ -199,10 +204,7 @@ def self_contained_writes(
         with engine.begin() as conn:
             yield conn
         return
-    if reuse is not None:
-        if reuse.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
-            # Its statements would open a transaction nobody commits.
-            raise ValueError("on PostgreSQL only an autocommit connection can be reused")
+    if reuse is not None:  # a reader's: in autocommit, as the writes below
         yield reuse
         return
     autocommit = _AUTOCOMMIT.get(engine)
