@@ -89,9 +89,14 @@ class WalCheckpointer:
         """One look: a PASSIVE checkpoint if another connection committed since the last
         look; None if nothing changed. Runs on the caller's thread (the loop's, or a test's)."""
         if self._connection is None:
-            # Autocommit; waits for a writer's lock no longer than a commit would.
+            # Autocommit; waits for a writer's lock no longer than a commit would. Read-write
+            # but never create: a missing database is an error to report, not a new file.
             self._connection = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30
+                f"{self.path.absolute().as_uri()}?mode=rw",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=30,
             )
         version = int(self._connection.execute("PRAGMA data_version").fetchone()[0])
         if version == self._seen_version:

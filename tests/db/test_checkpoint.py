@@ -4,6 +4,7 @@ it survives a failing database; the embedded server runs one on SQLite only."""
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -111,6 +112,13 @@ def test_a_failing_database_is_reported_once_and_retried(
     assert str(missing) in warnings[0].getMessage()
     assert "commits checkpoint on their own" in warnings[0].getMessage()
     assert checkpointer.passes == 0
+
+
+def test_a_missing_database_is_not_created(tmp_path: Path) -> None:
+    missing = tmp_path / "gone.db"
+    with pytest.raises(sqlite3.OperationalError, match="unable to open"):
+        WalCheckpointer(missing).checkpoint_if_changed()
+    assert not missing.exists()
 
 
 def test_an_interval_must_be_positive(tmp_path: Path) -> None:
