@@ -41,7 +41,7 @@ CHECKPOINT_INTERVAL_SECONDS = 0.2
 class CheckpointResult:
     """One PASSIVE checkpoint, as ``PRAGMA wal_checkpoint`` reports it."""
 
-    busy: bool  # a lock held it back (never for PASSIVE; kept for completeness)
+    busy: bool  # another connection was checkpointing (another process's checkpointer)
     wal_frames: int  # pages in the WAL
     copied_frames: int  # of which copied into the database, this pass or before
 
@@ -80,6 +80,11 @@ class WalCheckpointer:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                # Still in a pass (waiting on a lock): it ends after it and closes its own
+                # connection; it stays ours, so start() cannot run a second one meanwhile.
+                logger.warning("WAL checkpointer of %s still busy after %ss", self.path, timeout)
+                return
             self._thread = None
         if self._connection is not None:  # looks taken on the caller's thread
             self._connection.close()
@@ -101,11 +106,12 @@ class WalCheckpointer:
         version = int(self._connection.execute("PRAGMA data_version").fetchone()[0])
         if version == self._seen_version:
             return None
-        self._seen_version = version
         busy, wal_frames, copied = self._connection.execute(
             "PRAGMA wal_checkpoint(PASSIVE)"
         ).fetchone()
         self.passes += 1
+        if not busy:  # else another checkpointer had it: look again next time
+            self._seen_version = version
         return CheckpointResult(busy=bool(busy), wal_frames=wal_frames, copied_frames=copied)
 
     def _loop(self) -> None:

@@ -41,6 +41,8 @@ SQLITE_PRAGMAS = (
     "PRAGMA journal_size_limit=67108864",
 )
 _READS_ONLY = "runhq_reads_only"
+# Set on a connection while _sqlite_write_transaction holds a driver transaction open on it.
+_DRIVER_TRANSACTION = "runhq_driver_transaction"
 
 
 def build_engine(url: str, **kwargs: Any) -> Engine:
@@ -66,7 +68,7 @@ def build_engine(url: str, **kwargs: Any) -> Engine:
         def _sqlite_begin_immediate(conn: Any) -> None:
             if conn.get_execution_options().get(_READS_ONLY):
                 return  # autocommit reads (see make_reader_factory): no transaction, no lock
-            if conn.connection.driver_connection.in_transaction:
+            if conn.info.get(_DRIVER_TRANSACTION):
                 return  # begun by _sqlite_write_transaction: SQLAlchemy's joins it
             # Take the write lock at BEGIN: avoids deadlocking upgrades of read locks
             # between concurrent writers (pysqlite's deferred BEGIN does not).
@@ -194,9 +196,16 @@ def self_contained_writes(
             reuse.commit()  # SQLAlchemy's own bookkeeping: each read committed on its own
     if engine.dialect.name == "sqlite":
         if reuse is not None:
-            with _sqlite_write_transaction(reuse):
-                yield reuse
-            return
+            try:
+                _sqlite_begin(reuse)
+            except exc.OperationalError:
+                # A read left unfinished on it keeps an old snapshot, and BEGIN IMMEDIATE then
+                # fails at once instead of waiting its turn: a fresh connection waits.
+                logger.warning("could not begin on the reading connection; using another")
+            else:
+                with _sqlite_write_transaction(reuse, begun=True):
+                    yield reuse
+                return
         with engine.connect() as conn, _sqlite_write_transaction(conn):
             yield conn
         return
@@ -214,9 +223,16 @@ def self_contained_writes(
         yield conn
 
 
+def _sqlite_begin(conn: Connection) -> None:
+    """``BEGIN IMMEDIATE`` on ``conn``'s driver, marked so that SQLAlchemy joins it."""
+    send_on_cursor(conn, "BEGIN IMMEDIATE").close()
+    conn.info[_DRIVER_TRANSACTION] = True
+
+
 @contextmanager
-def _sqlite_write_transaction(conn: Connection) -> Iterator[None]:
-    """``BEGIN IMMEDIATE`` … ``COMMIT`` (or ``ROLLBACK``) on ``conn``'s DBAPI connection.
+def _sqlite_write_transaction(conn: Connection, *, begun: bool = False) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT`` (or ``ROLLBACK``) on ``conn``'s DBAPI connection
+    (``begun``: already sent by ``_sqlite_begin``).
 
     The run engine's steps write by statements sent on the DBAPI cursor (ADR 0015); opening
     and ending their transaction through SQLAlchemy's ``Connection.begin`` costs as much
@@ -224,31 +240,45 @@ def _sqlite_write_transaction(conn: Connection) -> Iterator[None]:
     Here the transaction is the driver's: the engine's ``before_cursor_execute``, ``commit``
     and ``rollback`` listeners still see it, and a driver error is a ``sqlalchemy.exc`` one.
     A statement sent through SQLAlchemy inside the block (``Connection.execute``) makes it
-    begin a transaction of its own: the begin hook sees the driver's already open and joins
-    it, and the block then ends it through SQLAlchemy (ADR 0020).
+    begin a transaction of its own: the begin hook sees this block's mark and sends no
+    second ``BEGIN``, so SQLAlchemy joins the driver's, and the block ends it through
+    SQLAlchemy (ADR 0020). Whatever fails, the connection leaves with no transaction open.
     """
-    send_on_cursor(conn, "BEGIN IMMEDIATE").close()
+    if not begun:
+        _sqlite_begin(conn)
     dbapi: Any = conn.connection.driver_connection  # a sqlite3.Connection
     try:
-        yield
-    except BaseException:
+        try:
+            yield
+        except BaseException:
+            _sqlite_rollback(conn, dbapi)
+            raise
         if conn.in_transaction():
-            conn.rollback()
-        elif dbapi.in_transaction:
-            conn.dispatch.rollback(conn)
-            dbapi.rollback()
-        raise
-    if conn.in_transaction():
-        conn.commit()
-        return
-    conn.dispatch.commit(conn)
-    try:
-        dbapi.commit()
-    except conn.dialect.loaded_dbapi.Error as error:
-        dbapi.rollback()  # a failed COMMIT leaves the transaction open: end it
-        raise exc.DBAPIError.instance(
-            "COMMIT", (), error, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
-        ) from error
+            try:
+                conn.commit()
+            except BaseException:
+                _sqlite_rollback(conn, dbapi)  # a failed COMMIT leaves SQLite's open
+                raise
+            return
+        conn.dispatch.commit(conn)
+        try:
+            dbapi.commit()
+        except conn.dialect.loaded_dbapi.Error as error:
+            _sqlite_rollback(conn, dbapi)  # a failed COMMIT leaves the transaction open
+            raise exc.DBAPIError.instance(
+                "COMMIT", (), error, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+            ) from error
+    finally:
+        conn.info.pop(_DRIVER_TRANSACTION, None)
+
+
+def _sqlite_rollback(conn: Connection, dbapi: Any) -> None:
+    """End the block's transaction, SQLAlchemy's and the driver's, whichever are open."""
+    if conn.get_transaction() is not None:  # active, or left inactive by a failed commit
+        conn.rollback()
+    if dbapi.in_transaction:
+        conn.dispatch.rollback(conn)
+        dbapi.rollback()
 
 
 _ASYNC_COMMIT = text("SET LOCAL synchronous_commit TO OFF")

@@ -43,19 +43,19 @@ def create_app(runtime: Runtime | None = None, *, background: bool = True) -> Fa
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         scheduler: Scheduler | None = None
         checkpointer: WalCheckpointer | None = None
-        if background:
-            # SQLite: WAL checkpoints off the commit path (ADR 0019); None on PostgreSQL.
-            checkpointer = start_wal_checkpointer(runtime.db)
-            runtime.executor = build_executor(runtime)
-            runtime.executor.start()
-            if runtime.settings.executor == "local":
-                # Embedded: the scheduler lives in the server. It takes the same lease a
-                # separate `runhq scheduler` would, so running both is harmless.
-                scheduler = Scheduler(runtime)
-                threading.Thread(
-                    target=scheduler.run_forever, daemon=True, name="runhq-scheduler"
-                ).start()
         try:
+            if background:
+                runtime.executor = build_executor(runtime)
+                runtime.executor.start()
+                if runtime.settings.executor == "local":
+                    # Embedded: the scheduler lives in the server. It takes the same lease a
+                    # separate `runhq scheduler` would, so running both is harmless.
+                    scheduler = Scheduler(runtime)
+                    threading.Thread(
+                        target=scheduler.run_forever, daemon=True, name="runhq-scheduler"
+                    ).start()
+                # SQLite: WAL checkpoints off the commit path (ADR 0019); None on PostgreSQL.
+                checkpointer = start_wal_checkpointer(runtime.db)
             yield
         finally:
             if scheduler is not None:

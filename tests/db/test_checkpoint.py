@@ -79,6 +79,46 @@ def test_a_look_copies_what_others_committed_and_only_then(
     assert checkpointer._connection is None
 
 
+def test_a_pass_another_checkpointer_held_back_is_taken_again(
+    sqlite_file: tuple[Path, Engine],
+) -> None:
+    path, engine = sqlite_file
+    _write(engine)
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    # Another process's checkpoint: FULL takes the checkpoint lock, then waits for the writer.
+    other = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+    probe = sqlite3.connect(path, isolation_level=None)
+    blocked = threading.Thread()
+
+    def held_by_the_other() -> bool:
+        nonlocal blocked
+        if not blocked.is_alive():  # not started, or it met the probe's own pass: again
+            blocked = threading.Thread(target=lambda: other.execute("PRAGMA wal_checkpoint(FULL)"))
+            blocked.start()
+            return False
+        return bool(probe.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[0] == 1)
+
+    _wait_for(held_by_the_other, "the other checkpoint to hold its lock")
+    checkpointer = WalCheckpointer(path)
+    try:
+        first = checkpointer.checkpoint_if_changed()
+        assert first is not None
+        assert first.busy
+        again = checkpointer.checkpoint_if_changed()  # nothing committed since: still tried
+        assert again is not None
+        writer.rollback()
+        blocked.join()
+        done = checkpointer.checkpoint_if_changed()
+        assert done is not None
+        assert not done.busy
+        assert checkpointer.checkpoint_if_changed() is None  # now it is up to date
+    finally:
+        checkpointer.stop()
+        for conn in (writer, other, probe):
+            conn.close()
+
+
 def test_the_thread_checkpoints_commits_and_stops(sqlite_file: tuple[Path, Engine]) -> None:
     path, engine = sqlite_file
     checkpointer = WalCheckpointer(path, interval=0.01)

@@ -363,3 +363,52 @@ def test_writes_can_reuse_the_reading_connection(fresh_database_url: str) -> Non
                 pass
     finally:
         engine.dispose()
+
+
+def test_a_failed_commit_after_a_joined_statement_leaves_nothing_open(tmp_path: Path) -> None:
+    engine = _sqlite_with_notes(tmp_path / "jc.db")
+    try:
+
+        def write_an_orphan_through_sqlalchemy() -> None:
+            with self_contained_writes(engine) as conn:
+                send_on_cursor(conn, "PRAGMA defer_foreign_keys=ON").close()
+                conn.execute(text("INSERT INTO notes (id, parent) VALUES (1, 42)"))  # joins
+
+        with pytest.raises(IntegrityError, match="FOREIGN KEY"):
+            write_an_orphan_through_sqlalchemy()
+        # The pooled connection holds no transaction: another writer gets the lock at once…
+        other = sqlite3.connect(tmp_path / "jc.db", timeout=0, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        other.rollback()
+        other.close()
+        # …and the next unit of work on it does not inherit the failed block's write.
+        with Session(engine) as session:
+            session.execute(text("INSERT INTO parents (id) VALUES (42)"))
+            session.commit()
+        assert _count(engine) == 0
+    finally:
+        engine.dispose()
+
+
+def test_a_reading_connection_with_an_old_snapshot_hands_the_writes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = _sqlite_with_notes(tmp_path / "s.db")
+    with engine.begin() as conn:
+        for i in range(300):
+            conn.execute(text("INSERT INTO notes (id) VALUES (:i)"), {"i": i})
+    reader_engine = make_reader_factory(engine).kw["bind"]
+    try:
+        with reader_engine.connect() as reader:
+            unfinished = reader.execute(text("SELECT id FROM notes"))
+            unfinished.fetchone()  # its statement keeps a read snapshot open
+            with engine.begin() as other:  # another connection commits meanwhile
+                other.execute(text("INSERT INTO notes (id) VALUES (1000)"))
+            with self_contained_writes(engine, reuse=reader) as writer:
+                assert writer is not reader  # BEGIN IMMEDIATE could not wait its turn there
+                writer.execute(text("INSERT INTO notes (id) VALUES (1001)"))
+            unfinished.close()
+        assert _count(engine) == 302
+        assert "could not begin on the reading connection" in caplog.text
+    finally:
+        engine.dispose()
