@@ -296,20 +296,37 @@ def test_sqlalchemy_statements_join_the_drivers_sqlite_transaction(tmp_path: Pat
         engine.dispose()
 
 
-def test_a_failed_sqlite_commit_is_a_sqlalchemy_error_and_writes_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("through", ["cursor", "sqlalchemy"])
+def test_a_failed_sqlite_commit_writes_nothing_and_leaves_nothing_open(
+    tmp_path: Path, through: str
+) -> None:
+    """Through the cursor, or after a SQLAlchemy statement joined the block's transaction."""
     engine = _sqlite_with_notes(tmp_path / "c.db")
+    orphan = "INSERT INTO notes (id, parent) VALUES (1, 42)"
     try:
 
         def write_an_orphan() -> None:
             with self_contained_writes(engine) as conn:
                 # Checked at COMMIT: the statement passes, the commit fails.
                 send_on_cursor(conn, "PRAGMA defer_foreign_keys=ON").close()
-                send_on_cursor(conn, "INSERT INTO notes (id, parent) VALUES (1, 42)").close()
+                if through == "cursor":
+                    send_on_cursor(conn, orphan).close()
+                else:
+                    conn.execute(text(orphan))  # joins the block's transaction
 
         with pytest.raises(IntegrityError, match="FOREIGN KEY"):
             write_an_orphan()
         assert _count(engine) == 0
-        # The pooled connection is usable: the failed transaction was ended.
+        # The pooled connection holds no transaction: another writer gets the lock at once…
+        other = sqlite3.connect(tmp_path / "c.db", timeout=0, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        other.rollback()
+        other.close()
+        # …and the next unit of work on it does not inherit the failed block's write.
+        with Session(engine) as session:
+            session.execute(text("INSERT INTO parents (id) VALUES (42)"))
+            session.commit()
+        assert _count(engine) == 0
         with self_contained_writes(engine) as conn:
             send_on_cursor(conn, "INSERT INTO notes (id) VALUES (1)").close()
         assert _count(engine) == 1
@@ -361,31 +378,6 @@ def test_writes_can_reuse_the_reading_connection(fresh_database_url: str) -> Non
         with engine.connect() as conn, pytest.raises(ValueError, match="reader's connection"):
             with self_contained_writes(engine, reuse=conn):
                 pass
-    finally:
-        engine.dispose()
-
-
-def test_a_failed_commit_after_a_joined_statement_leaves_nothing_open(tmp_path: Path) -> None:
-    engine = _sqlite_with_notes(tmp_path / "jc.db")
-    try:
-
-        def write_an_orphan_through_sqlalchemy() -> None:
-            with self_contained_writes(engine) as conn:
-                send_on_cursor(conn, "PRAGMA defer_foreign_keys=ON").close()
-                conn.execute(text("INSERT INTO notes (id, parent) VALUES (1, 42)"))  # joins
-
-        with pytest.raises(IntegrityError, match="FOREIGN KEY"):
-            write_an_orphan_through_sqlalchemy()
-        # The pooled connection holds no transaction: another writer gets the lock at once…
-        other = sqlite3.connect(tmp_path / "jc.db", timeout=0, isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")
-        other.rollback()
-        other.close()
-        # …and the next unit of work on it does not inherit the failed block's write.
-        with Session(engine) as session:
-            session.execute(text("INSERT INTO parents (id) VALUES (42)"))
-            session.commit()
-        assert _count(engine) == 0
     finally:
         engine.dispose()
 
