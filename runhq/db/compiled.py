@@ -88,10 +88,17 @@ def send_on_cursor(conn: Connection, sql: str, args: tuple[Any, ...] = ()) -> An
         cursor.execute(sql, args)
     except conn.dialect.loaded_dbapi.Error as error:
         cursor.close()
-        raise exc.DBAPIError.instance(
-            sql, args, error, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
-        ) from error
+        raise driver_error(conn, sql, args, error) from error
     return cursor
+
+
+def driver_error(
+    conn: Connection, sql: str, args: tuple[Any, ...], error: Exception
+) -> exc.StatementError:
+    """The ``sqlalchemy.exc`` class SQLAlchemy raises for a driver's ``error``."""
+    return exc.DBAPIError.instance(
+        sql, args, error, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+    )
 
 
 def _callable(processor: Any) -> Processor:

@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
-from runhq.db.compiled import send_on_cursor
+from runhq.db.compiled import driver_error, send_on_cursor
 
 logger = logging.getLogger(__name__)
 
@@ -265,9 +265,7 @@ def _sqlite_write_transaction(conn: Connection, *, begun: bool = False) -> Itera
             dbapi.commit()
         except conn.dialect.loaded_dbapi.Error as error:
             _sqlite_rollback(conn, dbapi)  # a failed COMMIT leaves the transaction open
-            raise exc.DBAPIError.instance(
-                "COMMIT", (), error, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
-            ) from error
+            raise driver_error(conn, "COMMIT", (), error) from error
     finally:
         conn.info.pop(_DRIVER_TRANSACTION, None)
 
